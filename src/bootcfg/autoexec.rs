@@ -1,0 +1,1 @@
+//! The `autoexec.ipxe` script baked into every image.

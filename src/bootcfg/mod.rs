@@ -1,0 +1,5 @@
+//! What machines run: iPXE scripts and boot configurations, rendered by pure
+//! functions from (machine, request, template) to text.
+
+pub mod autoexec;
+pub mod template;

@@ -1,0 +1,123 @@
+//! What bootgate needs to know about a certificate: its fingerprints (the
+//! machine's identity on disk and on the wire), serial, names and validity.
+
+use anyhow::{Context, Result, anyhow, bail};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
+use sha2::Sha256;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// A machine's identity: lowercase hex SHA-1 of the certificate's DER, no colons.
+/// This is nginx's `$ssl_client_fingerprint` and what the original deployment
+/// named each machine's folder by.
+pub fn sha1_fingerprint(der: &[u8]) -> String {
+    hex::encode(Sha1::digest(der))
+}
+
+pub fn sha256_fingerprint(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
+}
+
+/// True for a string shaped like a SHA-1 fingerprint (40 lowercase hex digits).
+pub fn is_fingerprint(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CertInfo {
+    pub fingerprint: String,
+    pub sha256: String,
+    /// Serial number, lowercase hex.
+    pub serial: String,
+    pub subject_cn: Option<String>,
+    pub not_before: String,
+    pub not_after: String,
+    pub is_ca: bool,
+}
+
+impl CertInfo {
+    pub fn from_der(der: &[u8]) -> Result<Self> {
+        let cert = parse(der)?;
+        let validity = cert.validity();
+        Ok(Self {
+            fingerprint: sha1_fingerprint(der),
+            sha256: sha256_fingerprint(der),
+            serial: hex::encode(cert.raw_serial()),
+            subject_cn: cert
+                .subject()
+                .iter_common_name()
+                .next()
+                .and_then(|cn| cn.as_str().ok())
+                .map(str::to_string),
+            not_before: rfc3339(validity.not_before.to_datetime()),
+            not_after: rfc3339(validity.not_after.to_datetime()),
+            is_ca: cert.is_ca(),
+        })
+    }
+
+    pub fn not_before_time(&self) -> OffsetDateTime {
+        OffsetDateTime::parse(&self.not_before, &Rfc3339).expect("written by rfc3339()")
+    }
+
+    pub fn not_after_time(&self) -> OffsetDateTime {
+        OffsetDateTime::parse(&self.not_after, &Rfc3339).expect("written by rfc3339()")
+    }
+}
+
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).expect("formatting a valid time")
+}
+
+fn parse(der: &[u8]) -> Result<X509Certificate<'_>> {
+    let (rest, cert) =
+        X509Certificate::from_der(der).map_err(|e| anyhow!("parsing certificate: {e}"))?;
+    if !rest.is_empty() {
+        bail!("trailing bytes after the certificate");
+    }
+    Ok(cert)
+}
+
+/// Reads the first certificate of a PEM file's text.
+pub fn der_from_pem(pem: &str) -> Result<Vec<u8>> {
+    let der = CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| anyhow!("no PEM certificate found: {e}"))?;
+    Ok(der.to_vec())
+}
+
+/// Reads every certificate of a PEM file's text (a chain: leaf first).
+pub fn chain_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let chain = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!("reading PEM certificates: {e}"))?;
+    if chain.is_empty() {
+        bail!("no PEM certificate found");
+    }
+    Ok(chain)
+}
+
+/// Checks that `cert_der` carries a valid signature by the CA in `ca_der`.
+pub fn verify_issued_by(cert_der: &[u8], ca_der: &[u8]) -> Result<()> {
+    let cert = parse(cert_der)?;
+    let ca = parse(ca_der).context("parsing the CA certificate")?;
+    if cert.issuer() != ca.subject() {
+        bail!(
+            "issued by \"{}\", not by this CA (\"{}\")",
+            cert.issuer(),
+            ca.subject()
+        );
+    }
+    cert.verify_signature(Some(ca.public_key()))
+        .map_err(|e| anyhow!("its signature does not verify with this CA's key: {e}"))
+}
+
+/// Checks that the certificate's public key matches `key`'s.
+pub fn key_matches(cert_der: &[u8], key: &super::PrivateKey) -> Result<bool> {
+    use rcgen::PublicKeyData;
+    let cert = parse(cert_der)?;
+    let pair = key.key_pair()?;
+    Ok(cert.public_key().subject_public_key.data.as_ref() == pair.der_bytes())
+}

@@ -1,0 +1,114 @@
+//! The data directory: where every piece of bootgate's state lives, and the one
+//! place that knows its layout. See `docs/data-layout.md`.
+//!
+//! ```text
+//! bootgate.toml            configuration
+//! registry.json            enrolled machines (name, fingerprint, revocation)
+//! ca/ca.crt, ca/ca.key     the CA that issues and verifies client certificates
+//! server/server.{crt,key}  the HTTPS server's certificate
+//! machines/<name>/client.{crt,key}
+//! files/<fingerprint>/     what each machine may fetch (boot.ipxe, kernel, ...)
+//! files/default/boot.ipxe  script for enrolled machines without a folder
+//! ```
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+/// Default location when neither `--data` nor `BOOTGATE_DATA` is given.
+pub const DEFAULT_PATH: &str = "./bootgate-data";
+
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// Opens an initialised data directory, or explains how to create one.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let dir = Self::new(root);
+        if !dir.is_initialised() {
+            bail!(
+                "{} is not a bootgate data directory (no bootgate.toml); run `bootgate init --server-name NAME` first",
+                dir.root.display()
+            );
+        }
+        Ok(dir)
+    }
+
+    pub fn is_initialised(&self) -> bool {
+        self.config_path().is_file()
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("bootgate.toml")
+    }
+    pub fn registry_path(&self) -> PathBuf {
+        self.root.join("registry.json")
+    }
+    pub fn ca_dir(&self) -> PathBuf {
+        self.root.join("ca")
+    }
+    pub fn ca_cert_path(&self) -> PathBuf {
+        self.ca_dir().join("ca.crt")
+    }
+    pub fn ca_key_path(&self) -> PathBuf {
+        self.ca_dir().join("ca.key")
+    }
+    pub fn server_dir(&self) -> PathBuf {
+        self.root.join("server")
+    }
+    pub fn server_cert_path(&self) -> PathBuf {
+        self.server_dir().join("server.crt")
+    }
+    pub fn server_key_path(&self) -> PathBuf {
+        self.server_dir().join("server.key")
+    }
+    pub fn machines_dir(&self) -> PathBuf {
+        self.root.join("machines")
+    }
+    pub fn machine_dir(&self, name: &str) -> PathBuf {
+        self.machines_dir().join(name)
+    }
+    pub fn machine_cert_path(&self, name: &str) -> PathBuf {
+        self.machine_dir(name).join("client.crt")
+    }
+    pub fn machine_key_path(&self, name: &str) -> PathBuf {
+        self.machine_dir(name).join("client.key")
+    }
+    pub fn files_dir(&self) -> PathBuf {
+        self.root.join("files")
+    }
+    /// A machine's own folder, named by its certificate fingerprint as the
+    /// original ipxe-boot-server did.
+    pub fn machine_files_dir(&self, fingerprint: &str) -> PathBuf {
+        self.files_dir().join(fingerprint)
+    }
+    pub fn default_files_dir(&self) -> PathBuf {
+        self.files_dir().join("default")
+    }
+
+    /// Takes the data directory's lock for a command that changes state, so two
+    /// commands never interleave their read-modify-write of the registry.
+    /// Released when the returned guard is dropped.
+    pub fn lock(&self) -> Result<File> {
+        let path = self.root.join(".lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening lock file {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(file)
+    }
+}

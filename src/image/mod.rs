@@ -1,0 +1,1 @@
+//! Per-machine bootable images: platform recipes combining disk, bootcfg and ca.

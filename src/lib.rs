@@ -1,0 +1,15 @@
+//! bootgate: authenticated network boot for bare-metal fleets.
+//!
+//! One binary holds a small CA that enrolls machines ([`ca`], [`registry`]), an
+//! HTTPS boot server that identifies each machine by its TLS client certificate
+//! ([`server`]), the iPXE/boot-script rendering it serves ([`bootcfg`]), and
+//! the per-machine image builder ([`image`], on top of [`disk`]).
+
+pub mod ca;
+pub mod config;
+pub mod datadir;
+pub mod fsutil;
+pub mod registry;
+pub mod bootcfg;
+pub mod disk;
+pub mod image;

@@ -1,0 +1,232 @@
+//! The machine registry (`registry.json`): which machines are enrolled, under
+//! which certificate, and whether they are revoked. It is the commit point of
+//! every enrollment: files are written first, the registry last, atomically.
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::ca::CertInfo;
+use crate::datadir::DataDir;
+use crate::fsutil;
+
+const VERSION: u32 = 1;
+
+/// A validated machine name: 1–63 characters of `A-Z a-z 0-9 . _ -`, starting
+/// with a letter or digit. It names a folder, so nothing else is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MachineName(String);
+
+impl FromStr for MachineName {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let valid_start = s
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+        let valid_chars = s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if s.is_empty() || s.len() > 63 || !valid_start || !valid_chars {
+            bail!(
+                "invalid machine name {s:?}: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            );
+        }
+        Ok(Self(s.to_string()))
+    }
+}
+
+impl TryFrom<String> for MachineName {
+    type Error = anyhow::Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<MachineName> for String {
+    fn from(name: MachineName) -> String {
+        name.0
+    }
+}
+
+impl fmt::Display for MachineName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for MachineName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How a machine's certificate came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// Issued by `bootgate machine add`; the key is in `machines/<name>/`.
+    Issued,
+    /// Registered by `bootgate machine adopt`; the key stayed wherever it was.
+    Adopted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    pub name: MachineName,
+    pub fingerprint: String,
+    pub sha256: String,
+    pub serial: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub origin: Origin,
+    pub enrolled_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+impl Machine {
+    pub fn new(name: MachineName, cert: &CertInfo, origin: Origin) -> Self {
+        Self {
+            name,
+            fingerprint: cert.fingerprint.clone(),
+            sha256: cert.sha256.clone(),
+            serial: cert.serial.clone(),
+            not_before: cert.not_before.clone(),
+            not_after: cert.not_after.clone(),
+            origin,
+            enrolled_at: crate::ca::rfc3339(time::OffsetDateTime::now_utc()),
+            revoked_at: None,
+        }
+    }
+
+    pub fn is_revoked(&self) -> bool {
+        self.revoked_at.is_some()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registry {
+    version: u32,
+    machines: Vec<Machine>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            version: VERSION,
+            machines: Vec::new(),
+        }
+    }
+}
+
+impl Registry {
+    /// Loads the registry; a data directory without one has no machines.
+    pub fn load(dir: &DataDir) -> Result<Self> {
+        let path = dir.registry_path();
+        let text = match std::fs::read(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+        };
+        Self::parse(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    pub fn parse(text: &[u8]) -> Result<Self> {
+        let registry: Registry = serde_json::from_slice(text)?;
+        if registry.version != VERSION {
+            bail!(
+                "registry version {} is not supported (this bootgate reads version {VERSION})",
+                registry.version
+            );
+        }
+        Ok(registry)
+    }
+
+    pub fn save(&self, dir: &DataDir) -> Result<()> {
+        let mut text = serde_json::to_vec_pretty(self).context("serialising the registry")?;
+        text.push(b'\n');
+        fsutil::write_atomic(&dir.registry_path(), &text, fsutil::PUBLIC)
+    }
+
+    pub fn machines(&self) -> &[Machine] {
+        &self.machines
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Machine> {
+        self.machines.iter().find(|m| m.name.as_ref() == name)
+    }
+
+    /// Looks a machine up, or fails with a message listing what to do.
+    pub fn require(&self, name: &str) -> Result<&Machine> {
+        self.get(name).with_context(|| {
+            format!("no machine named {name:?}; `bootgate machine list` shows the enrolled ones")
+        })
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Machine> {
+        self.machines.iter_mut().find(|m| m.name.as_ref() == name)
+    }
+
+    pub fn by_fingerprint(&self, fingerprint: &str) -> Option<&Machine> {
+        self.machines.iter().find(|m| m.fingerprint == fingerprint)
+    }
+
+    /// Adds a machine; its name and its certificate must both be new.
+    pub fn add(&mut self, machine: Machine) -> Result<()> {
+        if self.get(machine.name.as_ref()).is_some() {
+            bail!("a machine named {:?} already exists", machine.name.as_ref());
+        }
+        if let Some(other) = self.by_fingerprint(&machine.fingerprint) {
+            bail!(
+                "this certificate is already enrolled as {:?}",
+                other.name.as_ref()
+            );
+        }
+        self.machines.push(machine);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_names_are_folder_safe() {
+        for good in ["gw-1", "rpi4.lab", "A_b", "9"] {
+            assert!(good.parse::<MachineName>().is_ok(), "{good}");
+        }
+        for bad in ["", "..", ".hidden", "-x", "a/b", "a b", "é", &"x".repeat(64)] {
+            assert!(bad.parse::<MachineName>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_duplicates_and_unknown_versions() {
+        let cert = CertInfo {
+            fingerprint: "a".repeat(40),
+            sha256: "b".repeat(64),
+            serial: "01".into(),
+            subject_cn: None,
+            not_before: "1970-01-01T00:00:00Z".into(),
+            not_after: "2036-01-01T00:00:00Z".into(),
+            is_ca: false,
+        };
+        let mut reg = Registry::default();
+        reg.add(Machine::new("a".parse().unwrap(), &cert, Origin::Issued))
+            .unwrap();
+        let dup_name = reg.add(Machine::new("a".parse().unwrap(), &cert, Origin::Issued));
+        assert!(dup_name.unwrap_err().to_string().contains("already exists"));
+        let dup_cert = reg.add(Machine::new("b".parse().unwrap(), &cert, Origin::Adopted));
+        assert!(dup_cert.unwrap_err().to_string().contains("already enrolled"));
+
+        let text = serde_json::to_vec(&reg).unwrap();
+        assert_eq!(Registry::parse(&text).unwrap(), reg);
+        assert!(Registry::parse(br#"{"version":9,"machines":[]}"#).is_err());
+        assert!(Registry::parse(br#"{"version":1,"machines":[{"name":"../x"}]}"#).is_err());
+    }
+}
