@@ -13,3 +13,8 @@ pub mod registry;
 pub mod bootcfg;
 pub mod disk;
 pub mod image;
+pub mod cli;
+pub mod logging;
+pub mod machines;
+pub mod server;
+pub mod setup;

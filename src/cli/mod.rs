@@ -1,0 +1,62 @@
+//! The command line: parses arguments and hands each subcommand to the library.
+//! Errors reach the user as one line, `error: what failed: why`.
+
+mod init;
+mod machine;
+mod serve;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::datadir::{self, DataDir};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bootgate",
+    version,
+    about = "Authenticated network boot: a CA, an mTLS boot server for iPXE and a boot-image builder",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Data directory (configuration, CA, machines, served files).
+    #[arg(long, global = true, env = "BOOTGATE_DATA", default_value = datadir::DEFAULT_PATH)]
+    pub data: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a data directory: configuration, CA and server certificate.
+    Init(init::InitArgs),
+    /// Run the HTTPS boot server (creates a localhost data directory on first run).
+    Serve(serve::ServeArgs),
+    /// Enroll, list, inspect and revoke machines.
+    #[command(subcommand)]
+    Machine(machine::MachineCommand),
+}
+
+impl Cli {
+    pub fn run(self) -> Result<()> {
+        let dir = DataDir::new(&self.data);
+        match self.command {
+            Command::Init(args) => init::run(&dir, args),
+            Command::Serve(args) => serve::run(&dir, args),
+            Command::Machine(cmd) => machine::run(&dir, cmd),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,68 @@
+//! `bootgate serve`.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::config::Config;
+use crate::datadir::DataDir;
+use crate::server::Server;
+use crate::setup::{self, CaSource, InitOptions, ServerCertSource};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default: `listen` from bootgate.toml).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+/// Where a first `bootgate serve` without a data directory listens.
+const FIRST_RUN_LISTEN: &str = "127.0.0.1:8443";
+
+pub fn run(dir: &DataDir, args: ServeArgs) -> Result<()> {
+    crate::logging::init();
+    if !dir.is_initialised() && !dir.root().exists() {
+        let opts = InitOptions {
+            server_names: vec!["localhost".into(), "127.0.0.1".into()],
+            listen: FIRST_RUN_LISTEN.parse().expect("valid address"),
+            ca: CaSource::Generate,
+            server_cert: ServerCertSource::Issue,
+        };
+        setup::init(dir.root(), &opts)?;
+        tracing::info!(
+            "no data directory yet: initialised {} for localhost and 127.0.0.1; enroll a machine with `bootgate machine add NAME`",
+            dir.root().display()
+        );
+    }
+    let dir = DataDir::open(dir.root())?;
+    let config = Config::load(&dir)?;
+    let listen = args.listen.unwrap_or(config.listen);
+    let server = Server::new(dir.clone(), config)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = server.bind(listen).await?;
+        tracing::info!(
+            "serving {} machine(s) from {} on https://{} (public URL {})",
+            server.machine_count(),
+            dir.root().display(),
+            listener.local_addr()?,
+            server.public_url()
+        );
+        server.run(listener, shutdown_signal()).await
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

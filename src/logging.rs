@@ -1,0 +1,12 @@
+//! Log output: human-readable lines on stderr, filtered by `BOOTGATE_LOG`
+//! (same syntax as `RUST_LOG`; default `info`).
+
+pub fn init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BOOTGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}

@@ -1,0 +1,155 @@
+//! Machine enrollment: `bootgate machine add | adopt | revoke`. Each command
+//! takes the data directory's lock, writes its files first and commits by
+//! saving the registry last, so an interrupted command never leaves a registry
+//! entry pointing at missing files.
+
+use anyhow::{Context, Result, bail};
+
+use crate::ca::{self, Ca, CertInfo};
+use crate::datadir::DataDir;
+use crate::fsutil;
+use crate::registry::{Machine, MachineName, Origin, Registry};
+
+/// The script a newly enrolled machine gets until someone writes its own.
+pub const DEFAULT_MACHINE_TEMPLATE: &str = include_str!("../templates/machine-boot.ipxe");
+
+/// Name of the editable copy of [`DEFAULT_MACHINE_TEMPLATE`] in the data dir.
+pub const TEMPLATE_FILE: &str = "templates/machine-boot.ipxe";
+
+pub fn write_default_template(dir: &DataDir) -> Result<()> {
+    let path = dir.root().join(TEMPLATE_FILE);
+    fsutil::create_dir(path.parent().expect("has a parent"))?;
+    fsutil::write_new(&path, DEFAULT_MACHINE_TEMPLATE.as_bytes(), fsutil::PUBLIC)?;
+    Ok(())
+}
+
+fn machine_template(dir: &DataDir) -> Result<String> {
+    let path = dir.root().join(TEMPLATE_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            Ok(DEFAULT_MACHINE_TEMPLATE.to_string())
+        }
+        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Issues a client certificate and key for a new machine and gives it a
+/// `files/<fingerprint>/boot.ipxe` from the template.
+pub fn add(dir: &DataDir, name: &MachineName) -> Result<Machine> {
+    let _lock = dir.lock()?;
+    let mut registry = Registry::load(dir)?;
+    if registry.get(name.as_ref()).is_some() {
+        bail!(
+            "a machine named {:?} already exists; `bootgate machine show {name}` shows it",
+            name.as_ref()
+        );
+    }
+    let machine_dir = dir.machine_dir(name.as_ref());
+    if machine_dir.exists() {
+        bail!(
+            "{} exists but {:?} is not in the registry (left by an interrupted command?); move it away and try again",
+            machine_dir.display(),
+            name.as_ref()
+        );
+    }
+    let template = machine_template(dir)?;
+    let ca = Ca::load(dir)?;
+    let issued = ca.issue_client(name.as_ref())?;
+
+    // Assemble the machine's folder under a temporary name, then rename it.
+    let staging = tempfile::Builder::new()
+        .prefix(".bootgate-add-")
+        .tempdir_in(dir.machines_dir())
+        .context("creating a temporary folder under machines/")?;
+    let key_path = staging.path().join("client.key");
+    fsutil::write_atomic(&key_path, issued.key_pem().as_bytes(), fsutil::PRIVATE)?;
+    fsutil::write_atomic(
+        &staging.path().join("client.crt"),
+        issued.cert_pem.as_bytes(),
+        fsutil::PUBLIC,
+    )?;
+    std::fs::set_permissions(staging.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+
+    let files = dir.machine_files_dir(&issued.info.fingerprint);
+    fsutil::create_dir(&files)?;
+    fsutil::write_new(&files.join("boot.ipxe"), template.as_bytes(), fsutil::PUBLIC)?;
+
+    std::fs::rename(staging.keep(), &machine_dir)
+        .with_context(|| format!("creating {}", machine_dir.display()))?;
+    let machine = Machine::new(name.clone(), &issued.info, Origin::Issued);
+    registry.add(machine.clone())?;
+    registry.save(dir)?;
+    Ok(machine)
+}
+
+/// Registers a client certificate issued elsewhere by this data directory's CA,
+/// e.g. by ipxe-boot-server, so its existing `files/<fingerprint>/` is served.
+pub fn adopt(dir: &DataDir, cert_pem: &str, name: Option<&MachineName>) -> Result<Machine> {
+    let _lock = dir.lock()?;
+    let mut registry = Registry::load(dir)?;
+    let der = ca::der_from_pem(cert_pem)?;
+    let info = CertInfo::from_der(&der)?;
+    if info.is_ca {
+        bail!("this is a CA certificate, not a machine's client certificate");
+    }
+    let ca_pem = std::fs::read_to_string(dir.ca_cert_path())
+        .with_context(|| format!("reading {}", dir.ca_cert_path().display()))?;
+    let ca_der = ca::der_from_pem(&ca_pem)?;
+    ca::verify_issued_by(&der, &ca_der)
+        .context("this certificate was not issued by this data directory's CA")?;
+    let name = match name {
+        Some(name) => name.clone(),
+        None => info
+            .subject_cn
+            .as_deref()
+            .context("the certificate has no common name; give one with --name")?
+            .parse()
+            .context("the certificate's common name is not a valid machine name; give one with --name")?,
+    };
+    if registry.get(name.as_ref()).is_some() {
+        bail!(
+            "a machine named {:?} already exists; choose another with --name",
+            name.as_ref()
+        );
+    }
+    let machine = Machine::new(name.clone(), &info, Origin::Adopted);
+    // Check for a duplicate certificate before touching the disk.
+    registry.add(machine.clone())?;
+    let machine_dir = dir.machine_dir(name.as_ref());
+    fsutil::create_private_dir(&machine_dir)?;
+    fsutil::write_atomic(
+        &machine_dir.join("client.crt"),
+        pem_of(&der).as_bytes(),
+        fsutil::PUBLIC,
+    )?;
+    registry.save(dir)?;
+    Ok(machine)
+}
+
+/// Marks a machine revoked; a running server refuses it from its next request.
+/// Returns false when it was already revoked.
+pub fn revoke(dir: &DataDir, name: &str) -> Result<bool> {
+    let _lock = dir.lock()?;
+    let mut registry = Registry::load(dir)?;
+    registry.require(name)?;
+    let machine = registry.get_mut(name).expect("just checked");
+    if machine.is_revoked() {
+        return Ok(false);
+    }
+    machine.revoked_at = Some(ca::rfc3339(time::OffsetDateTime::now_utc()));
+    registry.save(dir)?;
+    Ok(true)
+}
+
+fn pem_of(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}

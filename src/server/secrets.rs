@@ -1,0 +1,113 @@
+//! One-time secrets: rendering `boot.ipxe` mints a token (`$secrets_url`) that
+//! lets whoever holds it fetch the machine's rendered `secrets` file exactly
+//! once, within the TTL, without a client certificate (meant for
+//! boot2container's `b2c.extra_args_url`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+
+use crate::bootcfg::template::Vars;
+
+/// Live tokens kept per machine; a machine that loops on its script cannot
+/// grow the store without bound.
+const MAX_TOKENS_PER_MACHINE: usize = 8;
+
+/// What a token grants: rendering this machine's secrets with these variables.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub fingerprint: Arc<str>,
+    pub vars: Vars,
+}
+
+struct Entry {
+    grant: Grant,
+    minted: Instant,
+}
+
+pub struct SecretStore {
+    ttl: Duration,
+    tokens: Mutex<HashMap<String, Entry>>,
+}
+
+impl SecretStore {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Mints a fresh token: 256 random bits, hex.
+    pub fn mint(&self, grant: Grant) -> String {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let token = hex::encode(bytes);
+        let now = Instant::now();
+        let mut tokens = self.tokens.lock().expect("secrets lock");
+        tokens.retain(|_, e| now.duration_since(e.minted) < self.ttl);
+        let mut mine: Vec<(Instant, String)> = tokens
+            .iter()
+            .filter(|(_, e)| e.grant.fingerprint == grant.fingerprint)
+            .map(|(t, e)| (e.minted, t.clone()))
+            .collect();
+        if mine.len() >= MAX_TOKENS_PER_MACHINE {
+            mine.sort();
+            for (_, old) in &mine[..=mine.len() - MAX_TOKENS_PER_MACHINE] {
+                tokens.remove(old);
+            }
+        }
+        tokens.insert(token.clone(), Entry { grant, minted: now });
+        token
+    }
+
+    /// Redeems a token: its grant if it exists and has not expired. Either way
+    /// the token is gone afterwards.
+    pub fn redeem(&self, token: &str) -> Option<Grant> {
+        let entry = self.tokens.lock().expect("secrets lock").remove(token)?;
+        (entry.minted.elapsed() < self.ttl).then_some(entry.grant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(fp: &str) -> Grant {
+        Grant {
+            fingerprint: Arc::from(fp),
+            vars: Vars::new(),
+        }
+    }
+
+    #[test]
+    fn tokens_work_once() {
+        let store = SecretStore::new(Duration::from_secs(60));
+        let token = store.mint(grant("a"));
+        assert_eq!(token.len(), 64);
+        assert!(store.redeem(&token).is_some());
+        assert!(store.redeem(&token).is_none());
+        assert!(store.redeem("nonsense").is_none());
+    }
+
+    #[test]
+    fn tokens_expire() {
+        let store = SecretStore::new(Duration::from_millis(1));
+        let token = store.mint(grant("a"));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(store.redeem(&token).is_none());
+    }
+
+    #[test]
+    fn a_machine_keeps_a_bounded_number_of_tokens() {
+        let store = SecretStore::new(Duration::from_secs(60));
+        let tokens: Vec<_> = (0..20).map(|_| store.mint(grant("a"))).collect();
+        let other = store.mint(grant("b"));
+        let live = tokens.iter().filter(|t| store.redeem(t).is_some()).count();
+        assert_eq!(live, MAX_TOKENS_PER_MACHINE);
+        assert!(store.redeem(tokens.last().unwrap()).is_none(), "already redeemed");
+        assert!(store.redeem(&other).is_some());
+    }
+}

@@ -1,0 +1,51 @@
+//! The TLS configuration of the machine-facing listener: TLS 1.2 (all iPXE
+//! speaks) and 1.3, RSA server certificate, and client certificates verified
+//! against the CA but optional at the TLS level. A certificate from another CA
+//! fails the handshake; a connection without one reaches the handlers, which
+//! answer 403 (and `/secrets`, which needs no certificate, works).
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use rustls::RootCertStore;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::PrivatePkcs8KeyDer;
+
+use crate::ca::{self, PrivateKey};
+use crate::datadir::DataDir;
+
+pub fn server_config(dir: &DataDir) -> Result<Arc<rustls::ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+
+    let ca_pem = read(&dir.ca_cert_path())?;
+    let mut roots = RootCertStore::empty();
+    for cert in ca::chain_from_pem(&ca_pem)? {
+        roots
+            .add(cert)
+            .map_err(|e| anyhow!("adding the CA to the trust store: {e}"))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .context("building the client-certificate verifier")?;
+
+    let chain = ca::chain_from_pem(&read(&dir.server_cert_path())?)
+        .with_context(|| format!("reading {}", dir.server_cert_path().display()))?;
+    let key = PrivateKey::from_pem(&zeroize::Zeroizing::new(read(&dir.server_key_path())?))
+        .with_context(|| format!("reading {}", dir.server_key_path().display()))?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.pkcs8_der().to_vec()));
+
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .context("selecting TLS versions")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .context("loading the server certificate and key")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn read(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}

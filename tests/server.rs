@@ -1,0 +1,536 @@
+//! The boot server driven end to end: the real `bootgate` binary, a real TLS
+//! client presenting real client certificates over loopback, and `curl` and
+//! `openssl` where the original deployment used them.
+
+mod support;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use support::*;
+
+fn write(path: &std::path::Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn renders_the_machine_script_with_its_variables() {
+    let env = Env::new();
+    let fp = env.add_machine("gw1");
+    write(
+        &env.files(&fp).join("boot.ipxe"),
+        "#!ipxe\necho $machine_name ${client_cert_fingerprint} $server_url\n\
+         echo mac=$mac platform=${platform} arch=$buildarch extra=$extra\n\
+         echo ${netX/mac} $$HOME $undefined ${undefined} $role\n",
+    );
+    write(&env.files(&fp).join("vars.toml"), "role = \"gateway\"\nmachine_name = \"spoofed\"\n");
+    let _server = env.serve();
+    let id = env.identity("gw1");
+    let response = env
+        .client()
+        .get(
+            "/boot/ipxe?mac=52:54:00:12:34:56&platform=efi&buildarch=x86_64&extra=1",
+            Some(&id),
+        )
+        .unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    let port = env.port;
+    assert_eq!(
+        response.text(),
+        format!(
+            "#!ipxe\necho gw1 {fp} https://localhost:{port}\n\
+             echo mac=52:54:00:12:34:56 platform=efi arch=x86_64 extra=1\n\
+             echo ${{netX/mac}} $HOME $undefined ${{undefined}} gateway\n"
+        )
+    );
+}
+
+#[test]
+fn refuses_missing_foreign_and_revoked_certificates() {
+    let env = Env::new();
+    let fp = env.add_machine("gw1");
+    env.add_machine("gw2");
+    let server = env.serve();
+    let client = env.client();
+
+    let none = client.get("/boot/ipxe", None).unwrap();
+    assert_eq!(none.status, 403);
+    assert!(none.text().contains("client certificate is required"));
+
+    // A certificate from another CA fails the handshake itself.
+    let other = Env::new();
+    other.add_machine("gw1");
+    let foreign = client.get("/boot/ipxe", Some(&other.identity("gw1")));
+    assert!(foreign.is_err(), "foreign cert accepted: {:?}", foreign.map(|r| r.status));
+    let mut tls12 = env.client();
+    tls12.tls12_only = true;
+    assert!(tls12.get("/boot/ipxe", Some(&other.identity("gw1"))).is_err());
+
+    // Revocation takes effect on the running server, without restart.
+    let id = env.identity("gw1");
+    assert_eq!(client.get("/boot/ipxe", Some(&id)).unwrap().status, 200);
+    env.ok(&["machine", "revoke", "gw1"]);
+    let revoked = client.get("/boot/ipxe", Some(&id)).unwrap();
+    assert_eq!(revoked.status, 403);
+    assert!(revoked.text().contains("revoked"));
+    assert_eq!(client.get("/files/boot.ipxe", Some(&id)).unwrap().status, 403);
+    // The other machine is unaffected.
+    assert_eq!(client.get("/boot/ipxe", Some(&env.identity("gw2"))).unwrap().status, 200);
+
+    let shown = env.ok(&["machine", "show", "gw1", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(json["revoked"], true);
+    assert_eq!(json["fingerprint"], fp.as_str());
+
+    let log = server.log_text();
+    assert!(log.contains("machine=\"gw1\""), "{log}");
+    assert!(log.contains("status=403"), "{log}");
+}
+
+#[test]
+fn machines_without_a_folder_get_the_default_script() {
+    let env = Env::new();
+    let fp = env.add_machine("gw1");
+    std::fs::remove_dir_all(env.files(&fp)).unwrap();
+    let _server = env.serve();
+    let client = env.client();
+    let id = env.identity("gw1");
+    assert_eq!(client.get("/boot/ipxe", Some(&id)).unwrap().status, 404);
+
+    write(&env.path("files/default/boot.ipxe"), "#!ipxe\necho default for $machine_name\n");
+    write(&env.path("files/default/kernel"), "shared kernel");
+    let response = client.get("/boot/ipxe", Some(&id)).unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "#!ipxe\necho default for gw1\n");
+    assert_eq!(client.get("/files/kernel", Some(&id)).unwrap().text(), "shared kernel");
+}
+
+#[test]
+fn files_never_leave_the_machine_folder() {
+    let env = Env::new();
+    let fp1 = env.add_machine("gw1");
+    let fp2 = env.add_machine("gw2");
+    write(&env.files(&fp1).join("sub/kernel"), "gw1 kernel");
+    write(&env.files(&fp1).join("secrets"), "password=1");
+    write(&env.files(&fp2).join("private"), "gw2 only");
+    write(&env.path("outside.txt"), "outside");
+    std::os::unix::fs::symlink(env.path("outside.txt"), env.files(&fp1).join("escape")).unwrap();
+    std::os::unix::fs::symlink("sub/kernel", env.files(&fp1).join("alias")).unwrap();
+    let _server = env.serve();
+    let client = env.client();
+    let id = env.identity("gw1");
+
+    assert_eq!(client.get("/files/sub/kernel", Some(&id)).unwrap().text(), "gw1 kernel");
+    assert_eq!(client.get("/files/alias", Some(&id)).unwrap().text(), "gw1 kernel");
+    let hostile = [
+        format!("/files/../{fp2}/private"),
+        format!("/files/%2e%2e/{fp2}/private"),
+        format!("/files/%2E%2E%2F{fp2}%2Fprivate"),
+        format!("/files/sub/../../{fp2}/private"),
+        format!("/files/..%2f{fp2}%2fprivate"),
+        format!("/files/sub%2f..%2f..%2f{fp2}%2fprivate"),
+        "/files//etc/passwd".to_string(),
+        "/files/%2fetc%2fpasswd".to_string(),
+        "/files/..%5c..%5coutside.txt".to_string(),
+        "/files/escape".to_string(),
+        "/files/secrets".to_string(),
+        "/files/vars.toml".to_string(),
+        "/files/sub".to_string(),
+        "/files/".to_string(),
+        "/files/%00".to_string(),
+        "/files/../../outside.txt".to_string(),
+    ];
+    for path in &hostile {
+        let response = client.get(path, Some(&id)).unwrap();
+        assert!(
+            matches!(response.status, 400 | 404),
+            "{path} answered {} {}",
+            response.status,
+            response.text()
+        );
+        assert!(!response.text().contains("gw2 only") && !response.text().contains("outside"));
+    }
+    // gw2 reads its own file under the same name gw1 was refused.
+    assert_eq!(
+        client.get("/files/private", Some(&env.identity("gw2"))).unwrap().text(),
+        "gw2 only"
+    );
+    assert_eq!(client.get("/files/private", Some(&id)).unwrap().status, 404);
+}
+
+#[test]
+fn ranges_head_and_validators() {
+    let env = Env::new();
+    let fp = env.add_machine("gw1");
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(env.files(&fp).join("initrd"), &data).unwrap();
+    let _server = env.serve();
+    let client = env.client();
+    let id = env.identity("gw1");
+
+    let full = client.get("/files/initrd", Some(&id)).unwrap();
+    assert_eq!(full.status, 200);
+    assert_eq!(full.body, data);
+    assert_eq!(full.header("content-length"), Some("100000"));
+    assert_eq!(full.header("accept-ranges"), Some("bytes"));
+    let etag = full.header("etag").unwrap().to_string();
+    let modified = full.header("last-modified").unwrap().to_string();
+
+    let head = client.request("HEAD", "/files/initrd", Some(&id), &[]).unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("100000"));
+    assert!(head.body.is_empty());
+    assert_eq!(head.header("etag"), Some(etag.as_str()));
+
+    let part = client
+        .request("GET", "/files/initrd", Some(&id), &[("range", "bytes=1000-1999")])
+        .unwrap();
+    assert_eq!(part.status, 206);
+    assert_eq!(part.header("content-range"), Some("bytes 1000-1999/100000"));
+    assert_eq!(part.body, &data[1000..2000]);
+
+    let tail = client
+        .request("GET", "/files/initrd", Some(&id), &[("range", "bytes=-10")])
+        .unwrap();
+    assert_eq!(tail.status, 206);
+    assert_eq!(tail.body, &data[99_990..]);
+
+    let beyond = client
+        .request("GET", "/files/initrd", Some(&id), &[("range", "bytes=200000-")])
+        .unwrap();
+    assert_eq!(beyond.status, 416);
+    assert_eq!(beyond.header("content-range"), Some("bytes */100000"));
+
+    let stale_if_range = client
+        .request(
+            "GET",
+            "/files/initrd",
+            Some(&id),
+            &[("range", "bytes=0-9"), ("if-range", "\"old\"")],
+        )
+        .unwrap();
+    assert_eq!(stale_if_range.status, 200);
+    assert_eq!(stale_if_range.body.len(), 100_000);
+
+    let cached = client
+        .request("GET", "/files/initrd", Some(&id), &[("if-none-match", &etag)])
+        .unwrap();
+    assert_eq!(cached.status, 304);
+    let cached = client
+        .request("GET", "/files/initrd", Some(&id), &[("if-modified-since", &modified)])
+        .unwrap();
+    assert_eq!(cached.status, 304);
+
+    // An edit is seen by the next request, with a new validator.
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(env.files(&fp).join("initrd"), b"new").unwrap();
+    let fresh = client
+        .request("GET", "/files/initrd", Some(&id), &[("if-none-match", &etag)])
+        .unwrap();
+    assert_eq!(fresh.status, 200);
+    assert_eq!(fresh.body, b"new");
+}
+
+#[test]
+fn streams_a_200_mib_file_with_flat_memory() {
+    let env = Env::new();
+    let fp = env.add_machine("gw1");
+    let path = env.files(&fp).join("big.img");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(200 * 1024 * 1024).unwrap();
+    drop(file);
+    let mut tail = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    use std::io::Seek;
+    tail.seek(std::io::SeekFrom::End(-4)).unwrap();
+    tail.write_all(b"END!").unwrap();
+    drop(tail);
+
+    let server = env.serve();
+    let id = env.identity("gw1");
+    let baseline = server.peak_rss_kib();
+    let mut received = 0u64;
+    let mut last = Vec::new();
+    let response = env
+        .client()
+        .request_with("GET", "/files/big.img", Some(&id), &[], |_, chunk| {
+            received += chunk.len() as u64;
+            last = chunk.to_vec();
+        })
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(received, 200 * 1024 * 1024);
+    assert!(last.ends_with(b"END!"));
+    let peak = server.peak_rss_kib();
+    assert!(
+        peak < baseline + 32 * 1024,
+        "server memory grew from {baseline} KiB to {peak} KiB while streaming 200 MiB"
+    );
+}
+
+#[test]
+fn secrets_work_once_and_expire() {
+    let env = Env::new();
+    let fp = env.add_machine("gw1");
+    write(
+        &env.files(&fp).join("boot.ipxe"),
+        "#!ipxe\nkernel /files/k b2c.extra_args_url=$secrets_url\n",
+    );
+    write(&env.files(&fp).join("secrets"), "b2c.minio=\"s3,key-of-$machine_name\"\n");
+    let config = env.path("bootgate.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}secrets_ttl_secs = 2\n")).unwrap();
+    let _server = env.serve();
+    let client = env.client();
+    let id = env.identity("gw1");
+
+    let url_of = |script: &str| -> String {
+        let start = script.find("extra_args_url=").unwrap() + "extra_args_url=".len();
+        let url = script[start..].trim().to_string();
+        let prefix = format!("https://localhost:{}", env.port);
+        assert!(url.starts_with(&prefix), "{url}");
+        url[prefix.len()..].to_string()
+    };
+    let script = client.get("/boot/ipxe", Some(&id)).unwrap().text();
+    let path = url_of(&script);
+    assert!(path.starts_with("/secrets/"));
+
+    // No client certificate is needed, and it works exactly once.
+    let first = client.get(&path, None).unwrap();
+    assert_eq!(first.status, 200);
+    assert_eq!(first.text(), "b2c.minio=\"s3,key-of-gw1\"\n");
+    assert_eq!(client.get(&path, None).unwrap().status, 404);
+
+    // Each render mints a new token; an unused one expires.
+    let path2 = url_of(&client.get("/boot/ipxe", Some(&id)).unwrap().text());
+    assert_ne!(path, path2);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(client.get(&path2, None).unwrap().status, 404);
+    assert_eq!(client.get("/secrets/not-a-token", None).unwrap().status, 404);
+}
+
+#[test]
+fn bad_requests_are_answered_and_the_server_keeps_serving() {
+    let env = Env::new();
+    env.add_machine("gw1");
+    let server = env.serve();
+    let client = env.client();
+    let id = env.identity("gw1");
+
+    assert_eq!(client.get("/nope", Some(&id)).unwrap().status, 404);
+    assert_eq!(client.get("/healthz", None).unwrap().text(), "ok\n");
+    let bad_query = client.get("/boot/ipxe?mac=%0Achain%20http://x", Some(&id)).unwrap();
+    assert_eq!(bad_query.status, 400);
+    let huge = "x".repeat(64 * 1024);
+    let oversized = client.request("GET", "/boot/ipxe", Some(&id), &[("x-big", &huge)]);
+    assert!(
+        oversized.as_ref().map_or(true, |r| r.status == 431),
+        "oversized header answered {:?}",
+        oversized.map(|r| r.status)
+    );
+
+    // Plain-text HTTP and garbage on the TLS port, and a client that
+    // connects and says nothing: dropped, others unaffected.
+    let mut plain = std::net::TcpStream::connect(server.addr).unwrap();
+    plain.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut garbage = std::net::TcpStream::connect(server.addr).unwrap();
+    garbage.write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 0, 1, 2, 3]).unwrap();
+    let _silent = std::net::TcpStream::connect(server.addr).unwrap();
+
+    // A client that vanishes mid-download.
+    let fp = env.ok(&["machine", "show", "gw1", "--json"]);
+    let fp: serde_json::Value = serde_json::from_str(&fp).unwrap();
+    let big = env.files(fp["fingerprint"].as_str().unwrap()).join("big");
+    std::fs::File::create(&big).unwrap().set_len(64 << 20).unwrap();
+    let mut seen = 0usize;
+    let aborted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        client.request_with("GET", "/files/big", Some(&id), &[], |_, chunk| {
+            seen += chunk.len();
+            if seen > 1 << 20 {
+                panic!("vanish");
+            }
+        })
+    }));
+    assert!(aborted.is_err());
+
+    assert_eq!(client.get("/boot/ipxe", Some(&id)).unwrap().status, 200);
+    assert!(server.child.id() > 0);
+}
+
+#[test]
+fn curl_fetches_the_script_as_the_readme_shows() {
+    let env = Env::new();
+    let fp = env.add_machine("gw1");
+    write(&env.files(&fp).join("boot.ipxe"), "#!ipxe\necho hello $machine_name\n");
+    let _server = env.serve();
+    let out = sh(
+        &format!(
+            "curl -sS --fail --cert machines/gw1/client.crt --key machines/gw1/client.key \
+             --cacert ca/ca.crt https://127.0.0.1:{}/boot/ipxe",
+            env.port
+        ),
+        &env.data,
+    );
+    assert_eq!(out, "#!ipxe\necho hello gw1\n");
+    // TLS 1.2 with the suite iPXE negotiates.
+    let out = sh(
+        &format!(
+            "curl -sS --fail --tlsv1.2 --tls-max 1.2 --ciphers ECDHE-RSA-AES128-GCM-SHA256 \
+             --cert machines/gw1/client.crt --key machines/gw1/client.key \
+             --cacert ca/ca.crt https://localhost:{}/boot/ipxe",
+            env.port
+        ),
+        &env.data,
+    );
+    assert_eq!(out, "#!ipxe\necho hello gw1\n");
+}
+
+/// Takes over an ipxe-boot-server deployment: its CA and client certificate
+/// were made with the openssl command line, and its files/<fp>/ tree is kept.
+#[test]
+fn takes_over_an_openssl_made_deployment() {
+    let old = tempfile::tempdir().unwrap();
+    let dir = old.path();
+    sh(
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 \
+           -subj '/CN=ipxe-boot-server CA' 2>/dev/null && \
+         openssl genrsa -out client.key 2048 2>/dev/null && \
+         openssl req -new -key client.key -out client.csr -subj '/CN=gateway-7' && \
+         openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+           -out client.crt -days 3650 2>/dev/null",
+        dir,
+    );
+    let expected_fp = sh("openssl x509 -in client.crt -noout -fingerprint -sha1", dir)
+        .trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .replace(':', "")
+        .to_lowercase();
+
+    let env = Env::with_init_args(&[
+        "--import-ca",
+        dir.join("ca.crt").to_str().unwrap(),
+        dir.join("ca.key").to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(env.path("ca/ca.crt")).unwrap(), std::fs::read(dir.join("ca.crt")).unwrap());
+    let fp = env.ok(&["machine", "adopt", dir.join("client.crt").to_str().unwrap()]);
+    assert_eq!(fp.trim(), expected_fp);
+    let listed = env.ok(&["machine", "list", "--json"]);
+    assert!(listed.contains("\"gateway-7\""));
+    write(
+        &env.files(&expected_fp).join("boot.ipxe"),
+        "#!ipxe\nkernel /files/linux initrd=b2c b2c.run=\"-ti img\" fp=${client_cert_fingerprint}\n",
+    );
+
+    // A certificate from another CA cannot be adopted.
+    let stranger = Env::new();
+    stranger.add_machine("x");
+    let err = env.fails(&["machine", "adopt", stranger.path("machines/x/client.crt").to_str().unwrap()]);
+    assert!(err.contains("not issued by this data directory's CA"), "{err}");
+
+    let _server = env.serve();
+    let id = Identity::from_files(&dir.join("client.crt"), &dir.join("client.key"));
+    let response = env.client().get("/boot/ipxe", Some(&id)).unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.text(),
+        format!("#!ipxe\nkernel /files/linux initrd=b2c b2c.run=\"-ti img\" fp={expected_fp}\n")
+    );
+    // A machine enrolled by bootgate under the imported CA works too.
+    env.add_machine("new-one");
+    assert_eq!(env.client().get("/boot/ipxe", Some(&env.identity("new-one"))).unwrap().status, 200);
+}
+
+#[test]
+fn first_serve_initialises_a_localhost_data_dir() {
+    let env = Env::uninitialised();
+    // The first run listens on 127.0.0.1:8443 by design; here another port is
+    // given so tests can run side by side.
+    let listen = format!("127.0.0.1:{}", env.port);
+    let server = Server::start(&env, &["--listen", &listen]);
+    assert!(env.path("bootgate.toml").is_file());
+    let config = std::fs::read_to_string(env.path("bootgate.toml")).unwrap();
+    assert!(config.contains("\"localhost\"") && config.contains("\"127.0.0.1\""));
+    assert!(config.contains("127.0.0.1:8443"));
+    assert!(server.log_text().contains("initialised"));
+    assert_eq!(env.client().get("/healthz", None).unwrap().status, 200);
+}
+
+#[test]
+fn keys_are_private_and_state_survives_bad_commands() {
+    let env = Env::new();
+    for key in ["ca/ca.key", "server/server.key"] {
+        let mode = std::fs::metadata(env.path(key)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{key}");
+    }
+    let fp = env.add_machine("gw1");
+    let mode = std::fs::metadata(env.path("machines/gw1/client.key")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(fp.len(), 40);
+    let cert_fp = sh("openssl x509 -in machines/gw1/client.crt -noout -fingerprint -sha1", &env.data);
+    assert_eq!(cert_fp.trim().rsplit('=').next().unwrap().replace(':', "").to_lowercase(), fp);
+    assert!(sh("openssl pkey -in machines/gw1/client.key -noout -text", &env.data).contains("2048 bit"));
+    let enddate = sh("openssl x509 -in ca/ca.crt -noout -startdate", &env.data);
+    assert!(enddate.contains("Jan  1 00:00:00 1970 GMT"), "{enddate}");
+
+    let registry = std::fs::read(env.path("registry.json")).unwrap();
+    let snapshot = || {
+        let mut names: Vec<_> = walk(&env.data);
+        names.sort();
+        names
+    };
+    let before = snapshot();
+
+    let err = env.fails(&["machine", "add", "gw1"]);
+    assert!(err.contains("already exists") && err.lines().count() == 1, "{err}");
+    let err = env.fails(&["machine", "show", "ghost"]);
+    assert!(err.contains("no machine named \"ghost\""), "{err}");
+    env.fails(&["machine", "revoke", "ghost"]);
+    let err = env.fails(&["machine", "add", "../evil"]);
+    assert!(err.contains("invalid machine name"), "{err}");
+    let err = env.fails(&["init", "--server-name", "x"]);
+    assert!(err.contains("refusing to overwrite"), "{err}");
+    let err = env.fails(&["init", "--server-name", "bad name!"]);
+    assert!(err.contains("refusing") || err.contains("invalid"), "{err}");
+
+    // An unreadable CA key: a one-line error, nothing changed.
+    let key = std::fs::read(env.path("ca/ca.key")).unwrap();
+    std::fs::write(env.path("ca/ca.key"), "garbage").unwrap();
+    let err = env.fails(&["machine", "add", "gw2"]);
+    assert!(err.contains("CA key") && err.lines().count() == 1, "{err}");
+    std::fs::write(env.path("ca/ca.key"), &key).unwrap();
+
+    assert_eq!(std::fs::read(env.path("registry.json")).unwrap(), registry);
+    assert_eq!(snapshot(), before);
+    assert!(!env.path("machines/gw2").exists());
+}
+
+#[test]
+fn init_validates_its_arguments_and_leaves_nothing_on_failure() {
+    let env = Env::uninitialised();
+    let err = env.fails(&["init", "--server-name", "not a name"]);
+    assert!(err.contains("invalid --server-name"), "{err}");
+    let err = env.fails(&["init", "--server-name", "x", "--import-ca", "/nonexistent/ca.crt", "/nonexistent/ca.key"]);
+    assert!(err.contains("/nonexistent/ca.crt"), "{err}");
+    let err = env.fails(&["init"]);
+    assert!(err.contains("--server-name"), "{err}");
+    assert!(!env.data.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(env.tmp.path()).unwrap().collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walk(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if entry.file_type().unwrap().is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path.strip_prefix(root).unwrap().display().to_string());
+        }
+    }
+    out
+}

@@ -1,0 +1,380 @@
+//! Shared helpers for the integration tests: a data directory driven through
+//! the real `bootgate` binary, a running server, and a real TLS client that can
+//! present a client certificate.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use tokio::net::TcpStream;
+
+pub fn bootgate_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_bootgate"))
+}
+
+/// A data directory in a temporary folder.
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub data: PathBuf,
+    pub port: u16,
+}
+
+impl Env {
+    /// A data dir initialised for localhost and 127.0.0.1 on a free port.
+    pub fn new() -> Self {
+        Self::with_init_args(&[])
+    }
+
+    pub fn with_init_args(extra: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let port = free_port();
+        let env = Env { tmp, data, port };
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec![
+            "init",
+            "--server-name",
+            "localhost",
+            "--server-name",
+            "127.0.0.1",
+            "--listen",
+            &listen,
+        ];
+        args.extend_from_slice(extra);
+        env.ok(&args);
+        env
+    }
+
+    /// An Env whose data directory does not exist yet.
+    pub fn uninitialised() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        Env {
+            tmp,
+            data,
+            port: free_port(),
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bootgate_bin());
+        cmd.arg("--data").arg(&self.data).args(args);
+        cmd.env_remove("BOOTGATE_DATA");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "bootgate {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a command that must fail; returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "bootgate {args:?} unexpectedly succeeded");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// Enrolls a machine; returns its fingerprint.
+    pub fn add_machine(&self, name: &str) -> String {
+        self.ok(&["machine", "add", name]).trim().to_string()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.data.join(rel)
+    }
+
+    pub fn files(&self, fingerprint: &str) -> PathBuf {
+        self.data.join("files").join(fingerprint)
+    }
+
+    pub fn identity(&self, machine: &str) -> Identity {
+        Identity::from_files(
+            &self.path(&format!("machines/{machine}/client.crt")),
+            &self.path(&format!("machines/{machine}/client.key")),
+        )
+    }
+
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.path("ca/ca.crt")).unwrap()
+    }
+
+    pub fn serve(&self) -> Server {
+        Server::start(self, &[])
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.ca_pem(), SocketAddr::from(([127, 0, 0, 1], self.port)))
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `bootgate serve`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub log: PathBuf,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    pub fn start(env: &Env, extra: &[&str]) -> Server {
+        let log = env.tmp.path().join(format!("serve-{}.log", free_port()));
+        let mut args = vec!["serve"];
+        args.extend_from_slice(extra);
+        let child = env
+            .command(&args)
+            .env("BOOTGATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let server = Server {
+            child,
+            log,
+            addr: SocketAddr::from(([127, 0, 0, 1], env.port)),
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(self.addr).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not start; log:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident memory of the server process, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client certificate and key.
+#[derive(Clone)]
+pub struct Identity {
+    pub certs: Vec<CertificateDer<'static>>,
+    pub key_pem: Vec<u8>,
+}
+
+impl Identity {
+    pub fn from_files(cert: &Path, key: &Path) -> Self {
+        Self::from_pem(&std::fs::read(cert).unwrap(), &std::fs::read(key).unwrap())
+    }
+
+    pub fn from_pem(cert: &[u8], key: &[u8]) -> Self {
+        let certs = CertificateDer::pem_slice_iter(cert)
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        Identity {
+            certs,
+            key_pem: key.to_vec(),
+        }
+    }
+
+    fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::from_pem_slice(&self.key_pem).unwrap()
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A real TLS client (rustls + hyper), one connection per request.
+pub struct Client {
+    roots: Arc<rustls::RootCertStore>,
+    addr: SocketAddr,
+    runtime: tokio::runtime::Runtime,
+    pub tls12_only: bool,
+}
+
+impl Client {
+    pub fn new(ca_pem: &[u8], addr: SocketAddr) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        Client {
+            roots: Arc::new(roots),
+            addr,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            tls12_only: false,
+        }
+    }
+
+    fn tls_config(&self, identity: Option<&Identity>) -> rustls::ClientConfig {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let versions: &[&rustls::SupportedProtocolVersion] = if self.tls12_only {
+            &[&rustls::version::TLS12]
+        } else {
+            &[&rustls::version::TLS13, &rustls::version::TLS12]
+        };
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(self.roots.clone());
+        match identity {
+            Some(id) => builder
+                .with_client_auth_cert(id.certs.clone(), id.key())
+                .unwrap(),
+            None => builder.with_no_client_auth(),
+        }
+    }
+
+    pub fn get(&self, path: &str, identity: Option<&Identity>) -> Result<Response, String> {
+        self.request("GET", path, identity, &[])
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        identity: Option<&Identity>,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, String> {
+        self.request_with(method, path, identity, headers, |body, chunk| {
+            body.extend_from_slice(chunk)
+        })
+    }
+
+    /// Sends a request and hands each body chunk to `sink` (the returned
+    /// response's body is whatever `sink` kept).
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        identity: Option<&Identity>,
+        headers: &[(&str, &str)],
+        mut sink: impl FnMut(&mut Vec<u8>, &[u8]),
+    ) -> Result<Response, String> {
+        let config = Arc::new(self.tls_config(identity));
+        let addr = self.addr;
+        self.runtime.block_on(async move {
+            let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+            let connector = tokio_rustls::TlsConnector::from(config);
+            let tls = connector
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .map_err(|e| format!("tls: {e}"))?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                    .await
+                    .map_err(|e| format!("http: {e}"))?;
+            tokio::spawn(conn);
+            let mut builder = http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", "localhost");
+            for (name, value) in headers {
+                builder = builder.header(*name, *value);
+            }
+            let request = builder
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| format!("http: {e}"))?;
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let mut body = Vec::new();
+            let mut incoming = response.into_body();
+            while let Some(frame) = incoming.frame().await {
+                let frame = frame.map_err(|e| format!("body: {e}"))?;
+                if let Some(data) = frame.data_ref() {
+                    sink(&mut body, data);
+                }
+            }
+            Ok(Response {
+                status,
+                headers,
+                body,
+            })
+        })
+    }
+}
+
+/// Runs a shell command line, asserting success; returns stdout.
+pub fn sh(cmd: &str, dir: &Path) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn read_to_string(mut r: impl Read) -> String {
+    let mut s = String::new();
+    r.read_to_string(&mut s).unwrap();
+    s
+}
