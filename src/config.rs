@@ -69,10 +69,10 @@ impl Config {
         if self.server_names.is_empty() {
             bail!("server_names is empty: list at least one name machines use to reach the server");
         }
-        if let Some(url) = &self.public_url {
-            if !url.starts_with("https://") {
-                bail!("public_url must start with https:// (got {url:?})");
-            }
+        if let Some(url) = &self.public_url
+            && !url.starts_with("https://")
+        {
+            bail!("public_url must start with https:// (got {url:?})");
         }
         if self.secrets_ttl_secs == 0 {
             bail!("secrets_ttl_secs must be at least 1");

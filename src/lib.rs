@@ -5,16 +5,16 @@
 //! ([`server`]), the iPXE/boot-script rendering it serves ([`bootcfg`]), and
 //! the per-machine image builder ([`image`], on top of [`disk`]).
 
+pub mod bootcfg;
 pub mod ca;
+pub mod cli;
 pub mod config;
 pub mod datadir;
-pub mod fsutil;
-pub mod registry;
-pub mod bootcfg;
 pub mod disk;
+pub mod fsutil;
 pub mod image;
-pub mod cli;
 pub mod logging;
 pub mod machines;
+pub mod registry;
 pub mod server;
 pub mod setup;

@@ -69,11 +69,18 @@ pub fn add(dir: &DataDir, name: &MachineName) -> Result<Machine> {
         issued.cert_pem.as_bytes(),
         fsutil::PUBLIC,
     )?;
-    std::fs::set_permissions(staging.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    std::fs::set_permissions(
+        staging.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
 
     let files = dir.machine_files_dir(&issued.info.fingerprint);
     fsutil::create_dir(&files)?;
-    fsutil::write_new(&files.join("boot.ipxe"), template.as_bytes(), fsutil::PUBLIC)?;
+    fsutil::write_new(
+        &files.join("boot.ipxe"),
+        template.as_bytes(),
+        fsutil::PUBLIC,
+    )?;
 
     std::fs::rename(staging.keep(), &machine_dir)
         .with_context(|| format!("creating {}", machine_dir.display()))?;
@@ -93,6 +100,12 @@ pub fn adopt(dir: &DataDir, cert_pem: &str, name: Option<&MachineName>) -> Resul
     if info.is_ca {
         bail!("this is a CA certificate, not a machine's client certificate");
     }
+    let version = ca::x509_version(&der)?;
+    if version != 3 {
+        bail!(
+            "this is an X.509 v{version} certificate; TLS client verification accepts only v3: re-issue it with extensions (e.g. `openssl x509 -req ... -extfile` with `extendedKeyUsage=clientAuth`) or enroll the machine with `bootgate machine add`"
+        );
+    }
     let ca_pem = std::fs::read_to_string(dir.ca_cert_path())
         .with_context(|| format!("reading {}", dir.ca_cert_path().display()))?;
     let ca_der = ca::der_from_pem(&ca_pem)?;
@@ -105,7 +118,9 @@ pub fn adopt(dir: &DataDir, cert_pem: &str, name: Option<&MachineName>) -> Resul
             .as_deref()
             .context("the certificate has no common name; give one with --name")?
             .parse()
-            .context("the certificate's common name is not a valid machine name; give one with --name")?,
+            .context(
+                "the certificate's common name is not a valid machine name; give one with --name",
+            )?,
     };
     if registry.get(name.as_ref()).is_some() {
         bail!(

@@ -23,10 +23,7 @@ pub struct MachineName(String);
 impl FromStr for MachineName {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
-        let valid_start = s
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric());
+        let valid_start = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
         let valid_chars = s
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -200,7 +197,16 @@ mod tests {
         for good in ["gw-1", "rpi4.lab", "A_b", "9"] {
             assert!(good.parse::<MachineName>().is_ok(), "{good}");
         }
-        for bad in ["", "..", ".hidden", "-x", "a/b", "a b", "é", &"x".repeat(64)] {
+        for bad in [
+            "",
+            "..",
+            ".hidden",
+            "-x",
+            "a/b",
+            "a b",
+            "é",
+            &"x".repeat(64),
+        ] {
             assert!(bad.parse::<MachineName>().is_err(), "{bad:?}");
         }
     }
@@ -222,7 +228,12 @@ mod tests {
         let dup_name = reg.add(Machine::new("a".parse().unwrap(), &cert, Origin::Issued));
         assert!(dup_name.unwrap_err().to_string().contains("already exists"));
         let dup_cert = reg.add(Machine::new("b".parse().unwrap(), &cert, Origin::Adopted));
-        assert!(dup_cert.unwrap_err().to_string().contains("already enrolled"));
+        assert!(
+            dup_cert
+                .unwrap_err()
+                .to_string()
+                .contains("already enrolled")
+        );
 
         let text = serde_json::to_vec(&reg).unwrap();
         assert_eq!(Registry::parse(&text).unwrap(), reg);

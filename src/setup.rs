@@ -106,7 +106,9 @@ fn validate_server_name(name: &str) -> Result<()> {
             && !l.ends_with('-')
     };
     if name.len() > 253 || !name.split('.').all(label_ok) {
-        bail!("invalid --server-name {name:?}: give a DNS name (boot.example.com) or an IP address");
+        bail!(
+            "invalid --server-name {name:?}: give a DNS name (boot.example.com) or an IP address"
+        );
     }
     Ok(())
 }
@@ -121,8 +123,16 @@ fn populate(dir: &DataDir, opts: &InitOptions) -> Result<InitReport> {
     let (ca, ca_info) = match &opts.ca {
         CaSource::Generate => {
             let (ca, issued) = Ca::generate(&format!("bootgate CA {}", opts.server_names[0]))?;
-            fsutil::write_atomic(&dir.ca_cert_path(), issued.cert_pem.as_bytes(), fsutil::PUBLIC)?;
-            fsutil::write_atomic(&dir.ca_key_path(), issued.key_pem().as_bytes(), fsutil::PRIVATE)?;
+            fsutil::write_atomic(
+                &dir.ca_cert_path(),
+                issued.cert_pem.as_bytes(),
+                fsutil::PUBLIC,
+            )?;
+            fsutil::write_atomic(
+                &dir.ca_key_path(),
+                issued.key_pem().as_bytes(),
+                fsutil::PRIVATE,
+            )?;
             (ca, issued.info)
         }
         CaSource::Import { cert, key } => {
@@ -149,7 +159,11 @@ fn populate(dir: &DataDir, opts: &InitOptions) -> Result<InitReport> {
             let issued = ca.issue_server(&opts.server_names)?;
             let chain = issued.cert_pem.clone();
             fsutil::write_atomic(&dir.server_cert_path(), chain.as_bytes(), fsutil::PUBLIC)?;
-            fsutil::write_atomic(&dir.server_key_path(), issued.key_pem().as_bytes(), fsutil::PRIVATE)?;
+            fsutil::write_atomic(
+                &dir.server_key_path(),
+                issued.key_pem().as_bytes(),
+                fsutil::PRIVATE,
+            )?;
         }
         ServerCertSource::External {
             cert,
@@ -175,8 +189,16 @@ fn populate(dir: &DataDir, opts: &InitOptions) -> Result<InitReport> {
                     info.not_before
                 ));
             }
-            fsutil::write_atomic(&dir.server_cert_path(), chain_pem.as_bytes(), fsutil::PUBLIC)?;
-            fsutil::write_atomic(&dir.server_key_path(), key.to_pem().as_bytes(), fsutil::PRIVATE)?;
+            fsutil::write_atomic(
+                &dir.server_cert_path(),
+                chain_pem.as_bytes(),
+                fsutil::PUBLIC,
+            )?;
+            fsutil::write_atomic(
+                &dir.server_key_path(),
+                key.to_pem().as_bytes(),
+                fsutil::PRIVATE,
+            )?;
         }
     }
 

@@ -25,7 +25,10 @@ fn renders_the_machine_script_with_its_variables() {
          echo mac=$mac platform=${platform} arch=$buildarch extra=$extra\n\
          echo ${netX/mac} $$HOME $undefined ${undefined} $role\n",
     );
-    write(&env.files(&fp).join("vars.toml"), "role = \"gateway\"\nmachine_name = \"spoofed\"\n");
+    write(
+        &env.files(&fp).join("vars.toml"),
+        "role = \"gateway\"\nmachine_name = \"spoofed\"\n",
+    );
     let _server = env.serve();
     let id = env.identity("gw1");
     let response = env
@@ -63,10 +66,18 @@ fn refuses_missing_foreign_and_revoked_certificates() {
     let other = Env::new();
     other.add_machine("gw1");
     let foreign = client.get("/boot/ipxe", Some(&other.identity("gw1")));
-    assert!(foreign.is_err(), "foreign cert accepted: {:?}", foreign.map(|r| r.status));
+    assert!(
+        foreign.is_err(),
+        "foreign cert accepted: {:?}",
+        foreign.map(|r| r.status)
+    );
     let mut tls12 = env.client();
     tls12.tls12_only = true;
-    assert!(tls12.get("/boot/ipxe", Some(&other.identity("gw1"))).is_err());
+    assert!(
+        tls12
+            .get("/boot/ipxe", Some(&other.identity("gw1")))
+            .is_err()
+    );
 
     // Revocation takes effect on the running server, without restart.
     let id = env.identity("gw1");
@@ -75,9 +86,18 @@ fn refuses_missing_foreign_and_revoked_certificates() {
     let revoked = client.get("/boot/ipxe", Some(&id)).unwrap();
     assert_eq!(revoked.status, 403);
     assert!(revoked.text().contains("revoked"));
-    assert_eq!(client.get("/files/boot.ipxe", Some(&id)).unwrap().status, 403);
+    assert_eq!(
+        client.get("/files/boot.ipxe", Some(&id)).unwrap().status,
+        403
+    );
     // The other machine is unaffected.
-    assert_eq!(client.get("/boot/ipxe", Some(&env.identity("gw2"))).unwrap().status, 200);
+    assert_eq!(
+        client
+            .get("/boot/ipxe", Some(&env.identity("gw2")))
+            .unwrap()
+            .status,
+        200
+    );
 
     let shown = env.ok(&["machine", "show", "gw1", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&shown).unwrap();
@@ -99,12 +119,18 @@ fn machines_without_a_folder_get_the_default_script() {
     let id = env.identity("gw1");
     assert_eq!(client.get("/boot/ipxe", Some(&id)).unwrap().status, 404);
 
-    write(&env.path("files/default/boot.ipxe"), "#!ipxe\necho default for $machine_name\n");
+    write(
+        &env.path("files/default/boot.ipxe"),
+        "#!ipxe\necho default for $machine_name\n",
+    );
     write(&env.path("files/default/kernel"), "shared kernel");
     let response = client.get("/boot/ipxe", Some(&id)).unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(response.text(), "#!ipxe\necho default for gw1\n");
-    assert_eq!(client.get("/files/kernel", Some(&id)).unwrap().text(), "shared kernel");
+    assert_eq!(
+        client.get("/files/kernel", Some(&id)).unwrap().text(),
+        "shared kernel"
+    );
 }
 
 #[test]
@@ -122,8 +148,14 @@ fn files_never_leave_the_machine_folder() {
     let client = env.client();
     let id = env.identity("gw1");
 
-    assert_eq!(client.get("/files/sub/kernel", Some(&id)).unwrap().text(), "gw1 kernel");
-    assert_eq!(client.get("/files/alias", Some(&id)).unwrap().text(), "gw1 kernel");
+    assert_eq!(
+        client.get("/files/sub/kernel", Some(&id)).unwrap().text(),
+        "gw1 kernel"
+    );
+    assert_eq!(
+        client.get("/files/alias", Some(&id)).unwrap().text(),
+        "gw1 kernel"
+    );
     let hostile = [
         format!("/files/../{fp2}/private"),
         format!("/files/%2e%2e/{fp2}/private"),
@@ -154,7 +186,10 @@ fn files_never_leave_the_machine_folder() {
     }
     // gw2 reads its own file under the same name gw1 was refused.
     assert_eq!(
-        client.get("/files/private", Some(&env.identity("gw2"))).unwrap().text(),
+        client
+            .get("/files/private", Some(&env.identity("gw2")))
+            .unwrap()
+            .text(),
         "gw2 only"
     );
     assert_eq!(client.get("/files/private", Some(&id)).unwrap().status, 404);
@@ -178,14 +213,21 @@ fn ranges_head_and_validators() {
     let etag = full.header("etag").unwrap().to_string();
     let modified = full.header("last-modified").unwrap().to_string();
 
-    let head = client.request("HEAD", "/files/initrd", Some(&id), &[]).unwrap();
+    let head = client
+        .request("HEAD", "/files/initrd", Some(&id), &[])
+        .unwrap();
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-length"), Some("100000"));
     assert!(head.body.is_empty());
     assert_eq!(head.header("etag"), Some(etag.as_str()));
 
     let part = client
-        .request("GET", "/files/initrd", Some(&id), &[("range", "bytes=1000-1999")])
+        .request(
+            "GET",
+            "/files/initrd",
+            Some(&id),
+            &[("range", "bytes=1000-1999")],
+        )
         .unwrap();
     assert_eq!(part.status, 206);
     assert_eq!(part.header("content-range"), Some("bytes 1000-1999/100000"));
@@ -198,7 +240,12 @@ fn ranges_head_and_validators() {
     assert_eq!(tail.body, &data[99_990..]);
 
     let beyond = client
-        .request("GET", "/files/initrd", Some(&id), &[("range", "bytes=200000-")])
+        .request(
+            "GET",
+            "/files/initrd",
+            Some(&id),
+            &[("range", "bytes=200000-")],
+        )
         .unwrap();
     assert_eq!(beyond.status, 416);
     assert_eq!(beyond.header("content-range"), Some("bytes */100000"));
@@ -215,11 +262,21 @@ fn ranges_head_and_validators() {
     assert_eq!(stale_if_range.body.len(), 100_000);
 
     let cached = client
-        .request("GET", "/files/initrd", Some(&id), &[("if-none-match", &etag)])
+        .request(
+            "GET",
+            "/files/initrd",
+            Some(&id),
+            &[("if-none-match", &etag)],
+        )
         .unwrap();
     assert_eq!(cached.status, 304);
     let cached = client
-        .request("GET", "/files/initrd", Some(&id), &[("if-modified-since", &modified)])
+        .request(
+            "GET",
+            "/files/initrd",
+            Some(&id),
+            &[("if-modified-since", &modified)],
+        )
         .unwrap();
     assert_eq!(cached.status, 304);
 
@@ -227,7 +284,12 @@ fn ranges_head_and_validators() {
     std::thread::sleep(Duration::from_millis(20));
     std::fs::write(env.files(&fp).join("initrd"), b"new").unwrap();
     let fresh = client
-        .request("GET", "/files/initrd", Some(&id), &[("if-none-match", &etag)])
+        .request(
+            "GET",
+            "/files/initrd",
+            Some(&id),
+            &[("if-none-match", &etag)],
+        )
         .unwrap();
     assert_eq!(fresh.status, 200);
     assert_eq!(fresh.body, b"new");
@@ -277,10 +339,17 @@ fn secrets_work_once_and_expire() {
         &env.files(&fp).join("boot.ipxe"),
         "#!ipxe\nkernel /files/k b2c.extra_args_url=$secrets_url\n",
     );
-    write(&env.files(&fp).join("secrets"), "b2c.minio=\"s3,key-of-$machine_name\"\n");
+    write(
+        &env.files(&fp).join("secrets"),
+        "b2c.minio=\"s3,key-of-$machine_name\"\n",
+    );
     let config = env.path("bootgate.toml");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, format!("{text}secrets_ttl_secs = 2\n")).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("secrets_ttl_secs = 60", "secrets_ttl_secs = 2"),
+    )
+    .unwrap();
     let _server = env.serve();
     let client = env.client();
     let id = env.identity("gw1");
@@ -307,7 +376,10 @@ fn secrets_work_once_and_expire() {
     assert_ne!(path, path2);
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(client.get(&path2, None).unwrap().status, 404);
-    assert_eq!(client.get("/secrets/not-a-token", None).unwrap().status, 404);
+    assert_eq!(
+        client.get("/secrets/not-a-token", None).unwrap().status,
+        404
+    );
 }
 
 #[test]
@@ -320,7 +392,9 @@ fn bad_requests_are_answered_and_the_server_keeps_serving() {
 
     assert_eq!(client.get("/nope", Some(&id)).unwrap().status, 404);
     assert_eq!(client.get("/healthz", None).unwrap().text(), "ok\n");
-    let bad_query = client.get("/boot/ipxe?mac=%0Achain%20http://x", Some(&id)).unwrap();
+    let bad_query = client
+        .get("/boot/ipxe?mac=%0Achain%20http://x", Some(&id))
+        .unwrap();
     assert_eq!(bad_query.status, 400);
     let huge = "x".repeat(64 * 1024);
     let oversized = client.request("GET", "/boot/ipxe", Some(&id), &[("x-big", &huge)]);
@@ -333,16 +407,23 @@ fn bad_requests_are_answered_and_the_server_keeps_serving() {
     // Plain-text HTTP and garbage on the TLS port, and a client that
     // connects and says nothing: dropped, others unaffected.
     let mut plain = std::net::TcpStream::connect(server.addr).unwrap();
-    plain.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut garbage = std::net::TcpStream::connect(server.addr).unwrap();
-    garbage.write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 0, 1, 2, 3]).unwrap();
+    garbage
+        .write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 0, 1, 2, 3])
+        .unwrap();
     let _silent = std::net::TcpStream::connect(server.addr).unwrap();
 
     // A client that vanishes mid-download.
     let fp = env.ok(&["machine", "show", "gw1", "--json"]);
     let fp: serde_json::Value = serde_json::from_str(&fp).unwrap();
     let big = env.files(fp["fingerprint"].as_str().unwrap()).join("big");
-    std::fs::File::create(&big).unwrap().set_len(64 << 20).unwrap();
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
     let mut seen = 0usize;
     let aborted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         client.request_with("GET", "/files/big", Some(&id), &[], |_, chunk| {
@@ -362,7 +443,10 @@ fn bad_requests_are_answered_and_the_server_keeps_serving() {
 fn curl_fetches_the_script_as_the_readme_shows() {
     let env = Env::new();
     let fp = env.add_machine("gw1");
-    write(&env.files(&fp).join("boot.ipxe"), "#!ipxe\necho hello $machine_name\n");
+    write(
+        &env.files(&fp).join("boot.ipxe"),
+        "#!ipxe\necho hello $machine_name\n",
+    );
     let _server = env.serve();
     let out = sh(
         &format!(
@@ -397,8 +481,11 @@ fn takes_over_an_openssl_made_deployment() {
            -subj '/CN=ipxe-boot-server CA' 2>/dev/null && \
          openssl genrsa -out client.key 2048 2>/dev/null && \
          openssl req -new -key client.key -out client.csr -subj '/CN=gateway-7' && \
+         printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n' > client.ext && \
          openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
-           -out client.crt -days 3650 2>/dev/null",
+           -extfile client.ext -out client.crt -days 3650 2>/dev/null && \
+         openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+           -out client-v1.crt -days 3650 2>/dev/null",
         dir,
     );
     let expected_fp = sh("openssl x509 -in client.crt -noout -fingerprint -sha1", dir)
@@ -414,7 +501,10 @@ fn takes_over_an_openssl_made_deployment() {
         dir.join("ca.crt").to_str().unwrap(),
         dir.join("ca.key").to_str().unwrap(),
     ]);
-    assert_eq!(std::fs::read(env.path("ca/ca.crt")).unwrap(), std::fs::read(dir.join("ca.crt")).unwrap());
+    assert_eq!(
+        std::fs::read(env.path("ca/ca.crt")).unwrap(),
+        std::fs::read(dir.join("ca.crt")).unwrap()
+    );
     let fp = env.ok(&["machine", "adopt", dir.join("client.crt").to_str().unwrap()]);
     assert_eq!(fp.trim(), expected_fp);
     let listed = env.ok(&["machine", "list", "--json"]);
@@ -424,11 +514,29 @@ fn takes_over_an_openssl_made_deployment() {
         "#!ipxe\nkernel /files/linux initrd=b2c b2c.run=\"-ti img\" fp=${client_cert_fingerprint}\n",
     );
 
+    // An X.509 v1 certificate (openssl x509 -req without extensions) is
+    // refused up front: TLS verification accepts only v3.
+    let err = env.fails(&[
+        "machine",
+        "adopt",
+        dir.join("client-v1.crt").to_str().unwrap(),
+        "--name",
+        "v1",
+    ]);
+    assert!(err.contains("X.509 v1"), "{err}");
+
     // A certificate from another CA cannot be adopted.
     let stranger = Env::new();
     stranger.add_machine("x");
-    let err = env.fails(&["machine", "adopt", stranger.path("machines/x/client.crt").to_str().unwrap()]);
-    assert!(err.contains("not issued by this data directory's CA"), "{err}");
+    let err = env.fails(&[
+        "machine",
+        "adopt",
+        stranger.path("machines/x/client.crt").to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("not issued by this data directory's CA"),
+        "{err}"
+    );
 
     let _server = env.serve();
     let id = Identity::from_files(&dir.join("client.crt"), &dir.join("client.key"));
@@ -440,7 +548,13 @@ fn takes_over_an_openssl_made_deployment() {
     );
     // A machine enrolled by bootgate under the imported CA works too.
     env.add_machine("new-one");
-    assert_eq!(env.client().get("/boot/ipxe", Some(&env.identity("new-one"))).unwrap().status, 200);
+    assert_eq!(
+        env.client()
+            .get("/boot/ipxe", Some(&env.identity("new-one")))
+            .unwrap()
+            .status,
+        200
+    );
 }
 
 #[test]
@@ -462,16 +576,41 @@ fn first_serve_initialises_a_localhost_data_dir() {
 fn keys_are_private_and_state_survives_bad_commands() {
     let env = Env::new();
     for key in ["ca/ca.key", "server/server.key"] {
-        let mode = std::fs::metadata(env.path(key)).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(env.path(key))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "{key}");
     }
     let fp = env.add_machine("gw1");
-    let mode = std::fs::metadata(env.path("machines/gw1/client.key")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(env.path("machines/gw1/client.key"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     assert_eq!(fp.len(), 40);
-    let cert_fp = sh("openssl x509 -in machines/gw1/client.crt -noout -fingerprint -sha1", &env.data);
-    assert_eq!(cert_fp.trim().rsplit('=').next().unwrap().replace(':', "").to_lowercase(), fp);
-    assert!(sh("openssl pkey -in machines/gw1/client.key -noout -text", &env.data).contains("2048 bit"));
+    let cert_fp = sh(
+        "openssl x509 -in machines/gw1/client.crt -noout -fingerprint -sha1",
+        &env.data,
+    );
+    assert_eq!(
+        cert_fp
+            .trim()
+            .rsplit('=')
+            .next()
+            .unwrap()
+            .replace(':', "")
+            .to_lowercase(),
+        fp
+    );
+    assert!(
+        sh(
+            "openssl pkey -in machines/gw1/client.key -noout -text",
+            &env.data
+        )
+        .contains("2048 bit")
+    );
     let enddate = sh("openssl x509 -in ca/ca.crt -noout -startdate", &env.data);
     assert!(enddate.contains("Jan  1 00:00:00 1970 GMT"), "{enddate}");
 
@@ -484,7 +623,10 @@ fn keys_are_private_and_state_survives_bad_commands() {
     let before = snapshot();
 
     let err = env.fails(&["machine", "add", "gw1"]);
-    assert!(err.contains("already exists") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("already exists") && err.lines().count() == 1,
+        "{err}"
+    );
     let err = env.fails(&["machine", "show", "ghost"]);
     assert!(err.contains("no machine named \"ghost\""), "{err}");
     env.fails(&["machine", "revoke", "ghost"]);
@@ -512,7 +654,14 @@ fn init_validates_its_arguments_and_leaves_nothing_on_failure() {
     let env = Env::uninitialised();
     let err = env.fails(&["init", "--server-name", "not a name"]);
     assert!(err.contains("invalid --server-name"), "{err}");
-    let err = env.fails(&["init", "--server-name", "x", "--import-ca", "/nonexistent/ca.crt", "/nonexistent/ca.key"]);
+    let err = env.fails(&[
+        "init",
+        "--server-name",
+        "x",
+        "--import-ca",
+        "/nonexistent/ca.crt",
+        "/nonexistent/ca.key",
+    ]);
     assert!(err.contains("/nonexistent/ca.crt"), "{err}");
     let err = env.fails(&["init"]);
     assert!(err.contains("--server-name"), "{err}");

@@ -18,7 +18,10 @@ enum Token<'a> {
     /// `$$`
     Escaped,
     /// `$name` or `${name}`; `raw` is the text as written.
-    Var { name: &'a str, raw: &'a str },
+    Var {
+        name: &'a str,
+        raw: &'a str,
+    },
 }
 
 /// Renders `template`, leaving unknown variables as written.
@@ -42,10 +45,10 @@ pub fn safe_substitute(template: &str, vars: &Vars) -> String {
 pub fn referenced_names(template: &str) -> Vec<&str> {
     let mut names: Vec<&str> = Vec::new();
     for token in tokens(template) {
-        if let Token::Var { name, .. } = token {
-            if !names.contains(&name) {
-                names.push(name);
-            }
+        if let Token::Var { name, .. } = token
+            && !names.contains(&name)
+        {
+            names.push(name);
         }
     }
     names
@@ -142,7 +145,11 @@ mod tests {
             ("é$name€", "égw1€"),
         ];
         for (template, expected) in cases {
-            assert_eq!(safe_substitute(template, &v), expected, "template {template:?}");
+            assert_eq!(
+                safe_substitute(template, &v),
+                expected,
+                "template {template:?}"
+            );
         }
     }
 

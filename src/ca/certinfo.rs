@@ -99,6 +99,11 @@ pub fn chain_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
     Ok(chain)
 }
 
+/// The certificate's X.509 version as written on certificates (1, 2 or 3).
+pub fn x509_version(der: &[u8]) -> Result<u32> {
+    Ok(parse(der)?.version().0 + 1)
+}
+
 /// Checks that `cert_der` carries a valid signature by the CA in `ca_der`.
 pub fn verify_issued_by(cert_der: &[u8], ca_der: &[u8]) -> Result<()> {
     let cert = parse(cert_der)?;

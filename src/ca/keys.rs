@@ -61,7 +61,8 @@ impl PrivateKey {
 
     pub fn to_pem(&self) -> Zeroizing<String> {
         let key = RsaPrivateKey::from_pkcs8_der(&self.pkcs8_der).expect("key was validated");
-        key.to_pkcs8_pem(LineEnding::LF).expect("encoding a valid key")
+        key.to_pkcs8_pem(LineEnding::LF)
+            .expect("encoding a valid key")
     }
 
     /// The key as an rcgen signer (RSA PKCS#1 v1.5 with SHA-256).

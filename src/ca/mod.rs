@@ -9,17 +9,17 @@ mod certinfo;
 mod keys;
 
 pub use certinfo::{
-    CertInfo, chain_from_pem, der_from_pem, is_fingerprint, key_matches, rfc3339,
-    sha1_fingerprint, verify_issued_by,
+    CertInfo, chain_from_pem, der_from_pem, is_fingerprint, key_matches, rfc3339, sha1_fingerprint,
+    verify_issued_by, x509_version,
 };
 pub use keys::{PrivateKey, RSA_BITS};
 
 use anyhow::{Context, Result, bail};
+use rand::RngCore;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
 };
-use rand::RngCore;
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
@@ -66,7 +66,9 @@ impl Ca {
         ];
         set_validity(&mut params);
         let pair = key.key_pair()?;
-        let cert = params.self_signed(&pair).context("signing the CA certificate")?;
+        let cert = params
+            .self_signed(&pair)
+            .context("signing the CA certificate")?;
         let cert_der = cert.der().to_vec();
         let info = CertInfo::from_der(&cert_der)?;
         let ca = Self {
@@ -110,7 +112,8 @@ impl Ca {
             std::fs::read_to_string(&key_path)
                 .with_context(|| format!("reading CA key {}", key_path.display()))?,
         );
-        Self::from_pem(&cert, &key).with_context(|| format!("loading the CA from {}", dir.ca_dir().display()))
+        Self::from_pem(&cert, &key)
+            .with_context(|| format!("loading the CA from {}", dir.ca_dir().display()))
     }
 
     pub fn cert_der(&self) -> &[u8] {
@@ -205,7 +208,9 @@ mod tests {
     #[test]
     fn serials_differ() {
         let (ca, _) = Ca::generate("test CA").unwrap();
-        let a = ca.issue_server(&["localhost".into(), "127.0.0.1".into()]).unwrap();
+        let a = ca
+            .issue_server(&["localhost".into(), "127.0.0.1".into()])
+            .unwrap();
         let b = ca.issue_client("b").unwrap();
         assert_ne!(a.info.serial, b.info.serial);
     }

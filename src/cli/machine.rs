@@ -111,7 +111,10 @@ pub fn run(dir: &DataDir, cmd: MachineCommand) -> Result<()> {
         }
         MachineCommand::Revoke(args) => {
             if machines::revoke(&dir, &args.name)? {
-                eprintln!("revoked {}; a running server refuses it from its next request", args.name);
+                eprintln!(
+                    "revoked {}; a running server refuses it from its next request",
+                    args.name
+                );
             } else {
                 eprintln!("{} was already revoked", args.name);
             }
@@ -157,7 +160,10 @@ impl<'a> View<'a> {
 
 fn print_table(views: &[View]) {
     let width = views.iter().map(|v| v.name.len()).max().unwrap_or(4).max(4);
-    println!("{:width$}  {:40}  {:20}  STATUS", "NAME", "FINGERPRINT", "NOT AFTER");
+    println!(
+        "{:width$}  {:40}  {:20}  STATUS",
+        "NAME", "FINGERPRINT", "NOT AFTER"
+    );
     for v in views {
         let status = if v.revoked { "revoked" } else { "active" };
         println!(
@@ -184,6 +190,10 @@ fn print_details(dir: &DataDir, v: &View) {
     println!(
         "files:       {}{}",
         files.display(),
-        if files.is_dir() { "" } else { " (absent: serves files/default/)" }
+        if files.is_dir() {
+            ""
+        } else {
+            " (absent: serves files/default/)"
+        }
     );
 }

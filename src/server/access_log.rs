@@ -6,12 +6,16 @@ use std::time::Instant;
 use axum::extract::{Extension, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use http_body::Body as _;
 use http::header;
+use http_body::Body as _;
 
 use super::identity::{Peer, Served};
 
-pub async fn log_request(Extension(peer): Extension<Peer>, request: Request, next: Next) -> Response {
+pub async fn log_request(
+    Extension(peer): Extension<Peer>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = loggable_path(request.uri().path());

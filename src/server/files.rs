@@ -38,9 +38,10 @@ impl Validators {
 
     fn not_modified(&self, headers: &HeaderMap) -> bool {
         if let Some(tags) = headers.get(header::IF_NONE_MATCH) {
-            return tags
-                .to_str()
-                .is_ok_and(|tags| tags.split(',').any(|t| t.trim() == self.etag || t.trim() == "*"));
+            return tags.to_str().is_ok_and(|tags| {
+                tags.split(',')
+                    .any(|t| t.trim() == self.etag || t.trim() == "*")
+            });
         }
         header_date(headers, header::IF_MODIFIED_SINCE)
             .is_some_and(|since| truncate_to_secs(self.modified) <= since)
@@ -110,7 +111,11 @@ fn parse_range(value: &str, len: u64) -> Result<Option<(u64, u64)>, Refusal> {
     Ok(Some(range))
 }
 
-pub async fn respond(path: &Path, method: &Method, headers: &HeaderMap) -> Result<Response, Refusal> {
+pub async fn respond(
+    path: &Path,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response, Refusal> {
     let mut file = tokio::fs::File::open(path)
         .await
         .map_err(|_| Refusal::NotFound)?;

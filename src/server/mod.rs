@@ -132,10 +132,11 @@ async fn serve_connection(
     timed.set_write_timeout(Some(IDLE_TIMEOUT));
     let io = TokioIo::new(Box::pin(timed));
 
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-        request.extensions_mut().insert(peer.clone());
-        router.clone().oneshot(request.map(axum::body::Body::new))
-    });
+    let service =
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(peer.clone());
+            router.clone().oneshot(request.map(axum::body::Body::new))
+        });
     hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HANDSHAKE_TIMEOUT)

@@ -53,10 +53,7 @@ pub fn resolve_within(root: &Path, segments: &[String]) -> Result<PathBuf, Refus
         );
         return Err(Refusal::NotFound);
     }
-    if PRIVATE_NAMES
-        .iter()
-        .any(|name| real == root.join(name))
-    {
+    if PRIVATE_NAMES.iter().any(|name| real == root.join(name)) {
         return Err(Refusal::NotFound);
     }
     Ok(real)

@@ -107,7 +107,10 @@ mod tests {
         let other = store.mint(grant("b"));
         let live = tokens.iter().filter(|t| store.redeem(t).is_some()).count();
         assert_eq!(live, MAX_TOKENS_PER_MACHINE);
-        assert!(store.redeem(tokens.last().unwrap()).is_none(), "already redeemed");
+        assert!(
+            store.redeem(tokens.last().unwrap()).is_none(),
+            "already redeemed"
+        );
         assert!(store.redeem(&other).is_some());
     }
 }

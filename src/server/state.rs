@@ -110,7 +110,9 @@ impl MachineIndex {
                     *known = stamp;
                 }
                 Err(err) => {
-                    tracing::error!("registry changed but cannot be read, keeping the previous one: {err:#}");
+                    tracing::error!(
+                        "registry changed but cannot be read, keeping the previous one: {err:#}"
+                    );
                 }
             }
         }

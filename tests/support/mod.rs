@@ -88,7 +88,10 @@ impl Env {
     /// Runs a command that must fail; returns its stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(!out.status.success(), "bootgate {args:?} unexpectedly succeeded");
+        assert!(
+            !out.status.success(),
+            "bootgate {args:?} unexpectedly succeeded"
+        );
         String::from_utf8(out.stderr).unwrap()
     }
 
@@ -121,7 +124,10 @@ impl Env {
     }
 
     pub fn client(&self) -> Client {
-        Client::new(&self.ca_pem(), SocketAddr::from(([127, 0, 0, 1], self.port)))
+        Client::new(
+            &self.ca_pem(),
+            SocketAddr::from(([127, 0, 0, 1], self.port)),
+        )
     }
 }
 
