@@ -1,1 +1,28 @@
-//! Per-machine bootable images: platform recipes combining disk, bootcfg and ca.
+//! Per-machine bootable images: platform recipes that combine [`crate::disk`]
+//! (partition tables, FAT), [`crate::bootcfg`] (the `autoexec.ipxe` script) and
+//! [`crate::ca`] (the machine's certificate and key, the CA).
+//!
+//! - [`platform`]: the table of platforms and the firmware each needs.
+//! - [`assets`]: finding firmware files (`--assets`, `BOOTGATE_ASSETS`, `/usr/lib`).
+//! - [`esl`]: the CA as an EFI signature list (`TlsCaCertificate`).
+//! - [`uboot_script`]: U-Boot legacy script images (`boot.scr`).
+//! - [`rpi`]: Raspberry Pi `config.txt` and the `boot.scr` text.
+//! - [`build`]: resolving inputs and assembling the image.
+//! - [`output`]: atomic, sparse, 0600 output with its SHA-256.
+//!
+//! See `docs/platforms.md` for the layout of each platform's image.
+
+pub mod assets;
+pub mod build;
+pub mod error;
+pub mod esl;
+pub mod output;
+pub mod platform;
+pub mod rpi;
+pub mod uboot_script;
+
+pub use assets::{ASSETS_ENV, AssetSearch, FoundAsset};
+pub use build::{BuildOptions, BuildReport, PartitionReport, Role, build};
+pub use error::{ImageError, MissingAsset};
+pub use output::{Progress, Silent};
+pub use platform::Platform;

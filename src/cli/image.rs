@@ -1,0 +1,411 @@
+//! `bootgate image build | platforms`: build a machine's boot image, and list
+//! what each platform needs. The work is in [`crate::image`]; this file parses
+//! arguments, draws progress and prints the report.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::datadir::DataDir;
+use crate::disk::{FatType, Size, TableKind};
+use crate::image::build::{BOOT_LABEL, CACHE_LABEL, DEFAULT_BOOT_SIZE};
+use crate::image::{AssetSearch, BuildOptions, BuildReport, Platform, Progress, Role};
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build a machine's boot image (it holds the machine's private key: mode 0600).
+    Build(BuildArgs),
+    /// List the platforms, the firmware files each needs and where they are looked for.
+    Platforms,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The enrolled machine the image is for.
+    #[arg(long, value_name = "NAME")]
+    pub machine: String,
+    /// Target platform: x86_64-efi, arm64-efi, rpi3 or rpi4.
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: String,
+    /// Image file to write (refused if it exists, unless --force).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Folder of firmware files laid out like /usr/lib (ipxe/, u-boot/,
+    /// raspi-firmware/, linux-image-*/); repeatable, searched before
+    /// $BOOTGATE_ASSETS and /usr/lib.
+    #[arg(long = "assets", value_name = "DIR")]
+    pub assets: Vec<PathBuf>,
+    /// URL the machine fetches its boot script from (default: the
+    /// configuration's public URL).
+    #[arg(long, value_name = "URL")]
+    pub server_url: Option<String>,
+    /// Total image size, e.g. 256M or 2G; the boot partition takes what the
+    /// cache leaves (default: a 64 MiB boot partition plus the cache).
+    #[arg(long, value_name = "SIZE")]
+    pub size: Option<Size>,
+    /// Add an (unformatted) boot2container cache partition of this size, e.g. 8G.
+    /// The image file stays sparse: the cache takes no space in it.
+    #[arg(long, value_name = "SIZE")]
+    pub cache_size: Option<Size>,
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(data: &DataDir, cmd: ImageCommand) -> Result<()> {
+    match cmd {
+        ImageCommand::Build(args) => build(data, args),
+        ImageCommand::Platforms => {
+            print!("{}", platforms_text(&AssetSearch::new(&[])));
+            Ok(())
+        }
+    }
+}
+
+fn build(data: &DataDir, args: BuildArgs) -> Result<()> {
+    let platform: Platform = args.platform.parse()?;
+    let opts = BuildOptions {
+        machine: args.machine,
+        platform,
+        output: args.output,
+        assets: args.assets,
+        server_url: args.server_url,
+        size: args.size,
+        cache_size: args.cache_size,
+        force: args.force,
+    };
+    let mut progress = CliProgress::new();
+    let report = crate::image::build(data, &opts, &mut progress)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report_json(&report))?);
+    } else {
+        print!("{}", report_text(&report));
+    }
+    Ok(())
+}
+
+/// Steps smaller than this finish too fast to be worth reporting.
+const PROGRESS_THRESHOLD: u64 = 256 * Size::MIB;
+
+/// A progress bar on a terminal; plain lines (at each quarter) otherwise.
+struct CliProgress {
+    tty: bool,
+    bar: Option<ProgressBar>,
+    plain: Option<PlainStep>,
+}
+
+struct PlainStep {
+    step: String,
+    total: u64,
+    done: u64,
+    next_quarter: u64,
+}
+
+impl CliProgress {
+    fn new() -> Self {
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            bar: None,
+            plain: None,
+        }
+    }
+}
+
+impl Progress for CliProgress {
+    fn begin(&mut self, step: &str, total: u64) {
+        if total < PROGRESS_THRESHOLD {
+            return;
+        }
+        if self.tty {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg:>14} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_message(step.to_string());
+            self.bar = Some(bar);
+        } else {
+            eprintln!("bootgate: {step} ({})", Size(total));
+            self.plain = Some(PlainStep {
+                step: step.to_string(),
+                total,
+                done: 0,
+                next_quarter: 1,
+            });
+        }
+    }
+
+    fn advance(&mut self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+        }
+        if let Some(p) = &mut self.plain {
+            p.done += bytes;
+            while p.next_quarter < 4 && p.done >= p.total / 4 * p.next_quarter {
+                eprintln!("bootgate: {} {}%", p.step, p.next_quarter * 25);
+                p.next_quarter += 1;
+            }
+        }
+    }
+
+    fn end(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if let Some(p) = self.plain.take() {
+            eprintln!("bootgate: {} done", p.step);
+        }
+    }
+}
+
+fn fat_name(fat: FatType) -> &'static str {
+    match fat {
+        FatType::Fat12 => "FAT12",
+        FatType::Fat16 => "FAT16",
+        FatType::Fat32 => "FAT32",
+    }
+}
+
+fn report_text(r: &BuildReport) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let path = r.output.display();
+    let _ = writeln!(s, "Wrote {path}");
+    let _ = writeln!(
+        s,
+        "  It holds {}'s private key: it was created with mode 0600; keep it (and the card) private.",
+        r.machine
+    );
+    let _ = writeln!(
+        s,
+        "  platform     {} ({})",
+        r.platform,
+        r.platform.description()
+    );
+    let _ = writeln!(s, "  machine      {}", r.machine);
+    let _ = writeln!(s, "  fingerprint  {}", r.fingerprint);
+    let _ = writeln!(s, "  server       {}", r.server_url);
+    let _ = writeln!(
+        s,
+        "  size         {} ({} bytes; {} of data, the rest is sparse)",
+        Size(r.size),
+        r.size,
+        Size(r.data_bytes)
+    );
+    let _ = writeln!(s, "  sha256       {}", r.sha256);
+    let table = match r.table {
+        TableKind::Gpt => "GPT, disk GUID",
+        TableKind::Mbr => "MBR, disk id",
+    };
+    let _ = writeln!(s, "  partitions   {table} {}", r.disk_id);
+    for p in &r.partitions {
+        let what = match p.role {
+            Role::Boot => match r.table {
+                TableKind::Gpt => format!(
+                    "boot, EFI system partition named {}, {} label {BOOT_LABEL}",
+                    p.name.as_deref().unwrap_or("-"),
+                    fat_name(r.fat.fat_type)
+                ),
+                TableKind::Mbr => format!("boot, {} label {BOOT_LABEL}", fat_name(r.fat.fat_type)),
+            },
+            Role::Cache => match r.table {
+                TableKind::Gpt => format!("cache, name {CACHE_LABEL}, unformatted"),
+                TableKind::Mbr => "cache, unformatted".to_string(),
+            },
+        };
+        let id = match r.table {
+            TableKind::Gpt => "GUID",
+            TableKind::Mbr => "PARTUUID",
+        };
+        let _ = writeln!(
+            s,
+            "    {}  {:>9} at {:>7}  {what}  ({id} {})",
+            p.number,
+            Size(p.len).to_string(),
+            Size(p.start).to_string(),
+            p.uuid
+        );
+    }
+    if let Some(cache) = r.cache() {
+        let hint = match r.table {
+            TableKind::Gpt => format!(
+                "boot2container: b2c.cache_device=auto looks for the partition named {CACHE_LABEL}; \
+                 or give it by path (partition {})",
+                cache.number
+            ),
+            TableKind::Mbr => format!(
+                "boot2container: MBR partitions carry no name, so give the cache by path, \
+                 e.g. b2c.cache_device=/dev/mmcblk0p{} (b2c formats it on first use)",
+                cache.number
+            ),
+        };
+        let _ = writeln!(s, "  {hint}");
+    }
+    let _ = writeln!(
+        s,
+        "Write it to the card or stick (replace sdX; this erases it):\n  \
+         sudo dd if={path} of=/dev/sdX bs=4M conv=fsync status=progress\n  \
+         or, skipping the sparse parts: bmaptool create -o {path}.bmap {path} && sudo bmaptool copy {path} /dev/sdX"
+    );
+    s
+}
+
+fn report_json(r: &BuildReport) -> serde_json::Value {
+    serde_json::json!({
+        "output": r.output,
+        "mode": "0600",
+        "platform": r.platform.name(),
+        "machine": r.machine,
+        "fingerprint": r.fingerprint,
+        "server_url": r.server_url,
+        "size": r.size,
+        "data_bytes": r.data_bytes,
+        "sha256": r.sha256,
+        "table": match r.table { TableKind::Gpt => "gpt", TableKind::Mbr => "mbr" },
+        "disk_id": r.disk_id,
+        "boot_filesystem": fat_name(r.fat.fat_type),
+        "partitions": r.partitions.iter().map(|p| serde_json::json!({
+            "number": p.number,
+            "role": match p.role { Role::Boot => "boot", Role::Cache => "cache" },
+            "start": p.start,
+            "size": p.len,
+            "name": p.name,
+            "uuid": p.uuid,
+        })).collect::<Vec<_>>(),
+        "files": r.files.iter().map(|f| serde_json::json!({
+            "path": f.path,
+            "size": f.len,
+            "from": f.from,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// `bootgate image platforms`: each platform, its disk layout, the firmware it
+/// needs (found or not) and the files bootgate generates.
+pub fn platforms_text(search: &AssetSearch) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    for platform in Platform::ALL {
+        let _ = writeln!(s, "{:<11} {}", platform.name(), platform.description());
+        let disk = match platform.table() {
+            TableKind::Gpt => "GPT; FAT32 EFI system partition",
+            TableKind::Mbr => "MBR; FAT16 boot partition",
+        };
+        let _ = writeln!(
+            s,
+            "  disk:       {disk} ({} by default); optional {CACHE_LABEL} cache partition",
+            Size(DEFAULT_BOOT_SIZE)
+        );
+        let _ = writeln!(s, "  firmware:");
+        for asset in platform.assets() {
+            let status = match search.find(asset.source) {
+                Ok(path) => format!("found {}", path.display()),
+                Err(_) => "MISSING".to_string(),
+            };
+            let _ = writeln!(
+                s,
+                "    {:<46} -> {:<24} [{}] {status}",
+                asset.source, asset.dest, asset.package
+            );
+        }
+        let _ = writeln!(s, "  generated:");
+        for generated in platform.generated() {
+            let _ = writeln!(s, "    {:<14} {}", generated.dest, generated.what);
+        }
+        let _ = writeln!(s);
+    }
+    let roots: Vec<String> = search
+        .roots()
+        .iter()
+        .map(|r| r.display().to_string())
+        .collect();
+    let _ = writeln!(
+        s,
+        "Firmware files are looked up under each `image build --assets DIR`, then ${} \
+         (colon-separated), then /usr/lib. Searched here: {}",
+        crate::image::ASSETS_ENV,
+        roots.join(", ")
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Debug, Parser)]
+    struct Harness {
+        #[command(subcommand)]
+        image: ImageCommand,
+    }
+
+    #[test]
+    fn arguments_parse() {
+        Harness::command().debug_assert();
+        let h = Harness::try_parse_from([
+            "x",
+            "build",
+            "--machine",
+            "gw-1",
+            "--platform",
+            "rpi4",
+            "-o",
+            "gw.img",
+            "--assets",
+            "a",
+            "--assets",
+            "b",
+            "--cache-size",
+            "8G",
+        ])
+        .unwrap();
+        let ImageCommand::Build(args) = h.image else {
+            panic!()
+        };
+        assert_eq!(args.assets.len(), 2);
+        assert_eq!(args.cache_size, Some(Size(8 << 30)));
+        assert!(
+            Harness::try_parse_from([
+                "x",
+                "build",
+                "--machine",
+                "m",
+                "--platform",
+                "p",
+                "-o",
+                "f",
+                "--size",
+                "12Q"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn platforms_listing_names_packages_and_search_path() {
+        let text = platforms_text(&AssetSearch::from_roots(vec![PathBuf::from(
+            "/nonexistent",
+        )]));
+        for needle in [
+            "x86_64-efi",
+            "arm64-efi",
+            "rpi3",
+            "rpi4",
+            "[u-boot-rpi] MISSING",
+            "/nonexistent",
+            "boot.scr",
+        ] {
+            assert!(text.contains(needle), "{needle}\n{text}");
+        }
+    }
+}
