@@ -18,3 +18,4 @@ pub mod machines;
 pub mod registry;
 pub mod server;
 pub mod setup;
+pub mod vm;

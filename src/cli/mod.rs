@@ -1,6 +1,8 @@
 //! The command line: parses arguments and hands each subcommand to the library.
 //! Errors reach the user as one line, `error: what failed: why`.
 
+mod boot_try;
+pub mod image;
 mod init;
 mod machine;
 mod serve;
@@ -37,6 +39,11 @@ pub enum Command {
     /// Enroll, list, inspect and revoke machines.
     #[command(subcommand)]
     Machine(machine::MachineCommand),
+    /// Build per-machine boot images (SD cards, USB sticks).
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// Boot an image in QEMU against the server, before flashing it.
+    Try(boot_try::TryArgs),
 }
 
 impl Cli {
@@ -46,6 +53,8 @@ impl Cli {
             Command::Init(args) => init::run(&dir, args),
             Command::Serve(args) => serve::run(&dir, args),
             Command::Machine(cmd) => machine::run(&dir, cmd),
+            Command::Image(cmd) => image::run(&dir, cmd),
+            Command::Try(args) => boot_try::run(&dir, args),
         }
     }
 }

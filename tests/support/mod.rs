@@ -33,20 +33,20 @@ impl Env {
     }
 
     pub fn with_init_args(extra: &[&str]) -> Self {
+        Self::with_names(&["localhost", "127.0.0.1"], extra)
+    }
+
+    /// A data dir whose first server name is `names[0]` (the public URL).
+    pub fn with_names(names: &[&str], extra: &[&str]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         let port = free_port();
         let env = Env { tmp, data, port };
         let listen = format!("127.0.0.1:{port}");
-        let mut args = vec![
-            "init",
-            "--server-name",
-            "localhost",
-            "--server-name",
-            "127.0.0.1",
-            "--listen",
-            &listen,
-        ];
+        let mut args = vec!["init", "--listen", &listen];
+        for name in names {
+            args.extend_from_slice(&["--server-name", name]);
+        }
         args.extend_from_slice(extra);
         env.ok(&args);
         env

@@ -1,0 +1,122 @@
+//! `bootgate try`: boot an image in QEMU against the server before flashing it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::datadir::DataDir;
+use crate::image::{AssetSearch, Platform, esl};
+use crate::vm::{self, Echo, Launch, Run};
+
+#[derive(Debug, Args)]
+pub struct TryArgs {
+    /// The image to boot (as written by `bootgate image build`).
+    image: PathBuf,
+    /// The platform the image was built for.
+    #[arg(long)]
+    platform: Platform,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+    /// Succeed when this text appears on the console, instead of when the
+    /// kernel starts init.
+    #[arg(long, value_name = "TEXT")]
+    expect: Option<String>,
+    /// Boot without handing the CA to the UEFI firmware (EFI platforms), to
+    /// see what a machine that does not trust the CA does.
+    #[arg(long)]
+    no_ca: bool,
+    /// Where to keep the serial console log (default: a file beside the image).
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Extra folders to look for firmware in (like `image build --assets`).
+    #[arg(long = "assets", value_name = "DIR")]
+    assets: Vec<PathBuf>,
+    /// Run the guest with KVM (same architecture as the host only) instead of
+    /// emulating it.
+    #[arg(long)]
+    kvm: bool,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 1024)]
+    memory: u32,
+    /// Don't copy the console to the terminal.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+pub fn run(dir: &DataDir, args: TryArgs) -> Result<()> {
+    if !args.image.is_file() {
+        bail!(
+            "{} does not exist; build it with `bootgate image build`",
+            args.image.display()
+        );
+    }
+    let work = tempfile::Builder::new()
+        .prefix("bootgate-try-")
+        .tempdir()
+        .context("creating a scratch folder")?;
+    let uses_uefi_ca = matches!(args.platform, Platform::X86_64Efi | Platform::Arm64Efi);
+    let ca_esl = if uses_uefi_ca && !args.no_ca {
+        let dir = DataDir::open(dir.root()).context(
+            "the CA for the firmware comes from the data directory (--data); use --no-ca to boot without it",
+        )?;
+        let pem = std::fs::read_to_string(dir.ca_cert_path())
+            .with_context(|| format!("reading {}", dir.ca_cert_path().display()))?;
+        let der = crate::ca::der_from_pem(&pem)?;
+        let list = esl::x509_signature_list(&der, esl::BOOTGATE_OWNER_GUID)?;
+        let path = work.path().join("ca.esl");
+        std::fs::write(&path, list).with_context(|| format!("writing {}", path.display()))?;
+        Some(path)
+    } else {
+        None
+    };
+    let log = args.log.unwrap_or_else(|| {
+        let mut name = args.image.clone().into_os_string();
+        name.push(".console.log");
+        PathBuf::from(name)
+    });
+    let run = Run {
+        launch: Launch {
+            platform: args.platform,
+            image: args.image.clone(),
+            ca_esl,
+            work_dir: work.path().to_path_buf(),
+            assets: AssetSearch::new(&args.assets),
+            memory_mib: args.memory,
+            kvm: args.kvm,
+        },
+        timeout: Duration::from_secs(args.timeout),
+        expect: args.expect,
+        log: log.clone(),
+        echo: if args.quiet {
+            Echo::Quiet
+        } else {
+            Echo::Stdout
+        },
+    };
+    eprintln!(
+        "bootgate: booting {} as {} in QEMU (console log: {})",
+        args.image.display(),
+        args.platform,
+        log.display()
+    );
+    let outcome = vm::boot(run)?;
+    println!();
+    match outcome.result {
+        Ok(()) => {
+            eprintln!(
+                "bootgate: boot succeeded ({}) in {:.1} s",
+                outcome.stage.describe(),
+                outcome.elapsed.as_secs_f64()
+            );
+            Ok(())
+        }
+        Err(failure) => bail!(
+            "boot failed after {:.1} s: {failure} (console log: {})",
+            outcome.elapsed.as_secs_f64(),
+            log.display()
+        ),
+    }
+}
