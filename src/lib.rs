@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod image;
 pub mod logging;
 pub mod machines;
+pub mod names;
 pub mod registry;
 pub mod server;
 pub mod setup;
