@@ -5,6 +5,7 @@
 //! ([`server`]), the iPXE/boot-script rendering it serves ([`bootcfg`]), and
 //! the per-machine image builder ([`image`], on top of [`disk`]).
 
+pub mod assets;
 pub mod bootcfg;
 pub mod ca;
 pub mod cli;

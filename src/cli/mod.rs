@@ -1,6 +1,7 @@
 //! The command line: parses arguments and hands each subcommand to the library.
 //! Errors reach the user as one line, `error: what failed: why`.
 
+mod asset;
 mod init;
 mod machine;
 mod serve;
@@ -37,6 +38,9 @@ pub enum Command {
     /// Enroll, list, inspect and revoke machines.
     #[command(subcommand)]
     Machine(machine::MachineCommand),
+    /// Kernels, initramfs images and device trees stored once for all machines.
+    #[command(subcommand)]
+    Asset(asset::AssetCommand),
 }
 
 impl Cli {
@@ -46,6 +50,7 @@ impl Cli {
             Command::Init(args) => init::run(&dir, args),
             Command::Serve(args) => serve::run(&dir, args),
             Command::Machine(cmd) => machine::run(&dir, cmd),
+            Command::Asset(cmd) => asset::run(&dir, cmd),
         }
     }
 }
