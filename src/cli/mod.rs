@@ -4,6 +4,7 @@
 mod asset;
 mod init;
 mod machine;
+mod profile;
 mod serve;
 
 use std::path::PathBuf;
@@ -38,6 +39,9 @@ pub enum Command {
     /// Enroll, list, inspect and revoke machines.
     #[command(subcommand)]
     Machine(machine::MachineCommand),
+    /// Boot configurations shared by many machines.
+    #[command(subcommand)]
+    Profile(profile::ProfileCommand),
     /// Kernels, initramfs images and device trees stored once for all machines.
     #[command(subcommand)]
     Asset(asset::AssetCommand),
@@ -50,6 +54,7 @@ impl Cli {
             Command::Init(args) => init::run(&dir, args),
             Command::Serve(args) => serve::run(&dir, args),
             Command::Machine(cmd) => machine::run(&dir, cmd),
+            Command::Profile(cmd) => profile::run(&dir, cmd),
             Command::Asset(cmd) => asset::run(&dir, cmd),
         }
     }
