@@ -12,9 +12,10 @@ use axum::routing::get;
 use http::header;
 
 use super::boot;
-use super::error::{Refusal, internal};
+use super::error::Refusal;
 use super::identity::{Peer, Served};
 use super::paths;
+use super::resolve::{self, Roots};
 use super::secrets::Grant;
 use super::state::AppState;
 use crate::bootcfg::template::{self, Vars};
@@ -73,15 +74,12 @@ fn render_boot_script(
     machine: &Machine,
     query: &HashMap<String, String>,
 ) -> Result<Response, Refusal> {
-    let root = boot::machine_root(&state.dir, machine);
-    let path = root.join("boot.ipxe");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(Refusal::NotFound),
-        Err(err) => return Err(internal(&format!("reading {}", path.display()), err)),
-    };
+    let roots = Roots::of(&state.dir, machine);
+    let text = resolve::read_first(&roots.scripts())?.ok_or(Refusal::NotFound)?;
     let mut vars = boot::query_vars(query)?;
-    vars.extend(boot::file_vars(&root)?);
+    for folder in roots.vars_folders() {
+        vars.extend(boot::file_vars(folder)?);
+    }
     vars.insert("machine_name".into(), machine.name.to_string());
     vars.insert(
         "client_cert_fingerprint".into(),
@@ -139,9 +137,22 @@ async fn serve_file(
         .strip_prefix("/files/")
         .ok_or(Refusal::NotFound)?;
     let segments = paths::decode_segments(raw)?;
-    let root = boot::machine_root(&state.dir, machine);
-    let path = paths::resolve_within(&root, &segments)?;
-    super::files::respond(&path, &request.method, &request.headers).await
+    let (method, headers) = (&request.method, &request.headers);
+    for folder in Roots::of(&state.dir, machine).folders() {
+        match paths::resolve_within(folder, &segments) {
+            Ok(path) => return super::files::respond(&path, method, headers, None).await,
+            Err(Refusal::NotFound) => continue,
+            Err(refusal) => return Err(refusal),
+        }
+    }
+    if let [name] = segments.as_slice()
+        && let Some(digest) = state.assets.lookup(name)
+    {
+        let blob = paths::resolve_within(&state.dir.asset_blobs_dir(), &[digest.to_string()])?;
+        let etag = format!("\"{digest}\"");
+        return super::files::respond(&blob, method, headers, Some(etag)).await;
+    }
+    Err(Refusal::NotFound)
 }
 
 async fn secret(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
@@ -161,11 +172,7 @@ fn render_secrets(state: &AppState, machine: &Machine, vars: &Vars) -> Result<Re
     if machine.is_revoked() {
         return Err(Refusal::Revoked(machine.name.to_string()));
     }
-    let path = boot::machine_root(&state.dir, machine).join("secrets");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(Refusal::NotFound),
-        Err(err) => return Err(internal(&format!("reading {}", path.display()), err)),
-    };
+    let roots = Roots::of(&state.dir, machine);
+    let text = resolve::read_first(&roots.secrets())?.ok_or(Refusal::NotFound)?;
     Ok(script_response(template::safe_substitute(&text, vars)))
 }
