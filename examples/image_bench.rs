@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
         },
     )?;
     let data = DataDir::open(&data_path)?;
-    bootgate::machines::add(&data, &"bench-1".parse()?)?;
+    bootgate::machines::add(&data, &"bench-1".parse()?, None)?;
 
     let keep = std::env::var_os("BOOTGATE_BENCH_KEEP").map(PathBuf::from);
     let out_dir = keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());

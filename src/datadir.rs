@@ -9,6 +9,9 @@
 //! machines/<name>/client.{crt,key}
 //! files/<fingerprint>/     what each machine may fetch (boot.ipxe, kernel, ...)
 //! files/default/boot.ipxe  script for enrolled machines without a folder
+//! profiles/<name>/         a boot configuration many machines share
+//! assets/index.json        shared assets: name -> SHA-256
+//! assets/sha256/<hex>      each shared asset's content, stored once
 //! ```
 
 use std::fs::File;
@@ -94,6 +97,23 @@ impl DataDir {
     }
     pub fn default_files_dir(&self) -> PathBuf {
         self.files_dir().join("default")
+    }
+
+    pub fn profiles_dir(&self) -> PathBuf {
+        self.root.join("profiles")
+    }
+    pub fn profile_dir(&self, name: &str) -> PathBuf {
+        self.profiles_dir().join(name)
+    }
+    pub fn assets_dir(&self) -> PathBuf {
+        self.root.join("assets")
+    }
+    pub fn asset_index_path(&self) -> PathBuf {
+        self.assets_dir().join("index.json")
+    }
+    /// Content-addressed storage: each asset's bytes under their SHA-256.
+    pub fn asset_blobs_dir(&self) -> PathBuf {
+        self.assets_dir().join("sha256")
     }
 
     /// Takes the data directory's lock for a command that changes state, so two

@@ -3,8 +3,10 @@
 //! One binary holds a small CA that enrolls machines ([`ca`], [`registry`]), an
 //! HTTPS boot server that identifies each machine by its TLS client certificate
 //! ([`server`]), the iPXE/boot-script rendering it serves ([`bootcfg`]), and
-//! the per-machine image builder ([`image`], on top of [`disk`]).
+//! the per-machine image builder ([`image`], on top of [`disk`]). Machines
+//! can share a boot configuration ([`profiles`]) and large files ([`assets`]).
 
+pub mod assets;
 pub mod bootcfg;
 pub mod ca;
 pub mod cli;
@@ -15,6 +17,8 @@ pub mod fsutil;
 pub mod image;
 pub mod logging;
 pub mod machines;
+pub mod names;
+pub mod profiles;
 pub mod registry;
 pub mod server;
 pub mod setup;

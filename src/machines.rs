@@ -1,13 +1,17 @@
-//! Machine enrollment: `bootgate machine add | adopt | revoke`. Each command
-//! takes the data directory's lock, writes its files first and commits by
-//! saving the registry last, so an interrupted command never leaves a registry
-//! entry pointing at missing files.
+//! Machine enrollment: `bootgate machine add | adopt | revoke | set-profile`.
+//! Each command takes the data directory's lock, writes its files first and
+//! commits by saving the registry last, so an interrupted command never leaves
+//! a registry entry pointing at missing files.
+
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
 use crate::ca::{self, Ca, CertInfo};
 use crate::datadir::DataDir;
 use crate::fsutil;
+use crate::names::ProfileName;
+use crate::profiles;
 use crate::registry::{Machine, MachineName, Origin, Registry};
 
 /// The script a newly enrolled machine gets until someone writes its own.
@@ -35,9 +39,13 @@ fn machine_template(dir: &DataDir) -> Result<String> {
 }
 
 /// Issues a client certificate and key for a new machine and gives it a
-/// `files/<fingerprint>/boot.ipxe` from the template.
-pub fn add(dir: &DataDir, name: &MachineName) -> Result<Machine> {
+/// `files/<fingerprint>/boot.ipxe` from the template, or, with a profile, no
+/// folder of its own: its own script would shadow the profile's.
+pub fn add(dir: &DataDir, name: &MachineName, profile: Option<&ProfileName>) -> Result<Machine> {
     let _lock = dir.lock()?;
+    if let Some(profile) = profile {
+        profiles::require(dir, profile.as_ref())?;
+    }
     let mut registry = Registry::load(dir)?;
     if registry.get(name.as_ref()).is_some() {
         bail!(
@@ -74,17 +82,20 @@ pub fn add(dir: &DataDir, name: &MachineName) -> Result<Machine> {
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
     )?;
 
-    let files = dir.machine_files_dir(&issued.info.fingerprint);
-    fsutil::create_dir(&files)?;
-    fsutil::write_new(
-        &files.join("boot.ipxe"),
-        template.as_bytes(),
-        fsutil::PUBLIC,
-    )?;
+    if profile.is_none() {
+        let files = dir.machine_files_dir(&issued.info.fingerprint);
+        fsutil::create_dir(&files)?;
+        fsutil::write_new(
+            &files.join("boot.ipxe"),
+            template.as_bytes(),
+            fsutil::PUBLIC,
+        )?;
+    }
 
     std::fs::rename(staging.keep(), &machine_dir)
         .with_context(|| format!("creating {}", machine_dir.display()))?;
-    let machine = Machine::new(name.clone(), &issued.info, Origin::Issued);
+    let mut machine = Machine::new(name.clone(), &issued.info, Origin::Issued);
+    machine.profile = profile.cloned();
     registry.add(machine.clone())?;
     registry.save(dir)?;
     Ok(machine)
@@ -155,6 +166,59 @@ pub fn revoke(dir: &DataDir, name: &str) -> Result<bool> {
     machine.revoked_at = Some(ca::rfc3339(time::OffsetDateTime::now_utc()));
     registry.save(dir)?;
     Ok(true)
+}
+
+/// What `set_profile` did.
+pub struct ProfileChange {
+    pub previous: Option<ProfileName>,
+    /// The machine's own `boot.ipxe` was the untouched placeholder from
+    /// `machine add` and was removed so the profile's script applies.
+    pub removed_placeholder: Option<PathBuf>,
+    /// The machine's own `boot.ipxe`, which keeps taking precedence.
+    pub shadowed_by: Option<PathBuf>,
+}
+
+/// Makes a machine use a profile (`None`: no profile any more). Its own
+/// `boot.ipxe` wins over the profile's; when it is still the placeholder
+/// `machine add` wrote, it is removed, otherwise reported.
+pub fn set_profile(
+    dir: &DataDir,
+    name: &str,
+    profile: Option<&ProfileName>,
+) -> Result<ProfileChange> {
+    let _lock = dir.lock()?;
+    let mut registry = Registry::load(dir)?;
+    registry.require(name)?;
+    if let Some(profile) = profile {
+        profiles::require(dir, profile.as_ref())?;
+    }
+    let machine = registry.get_mut(name).expect("just checked");
+    let previous = std::mem::replace(&mut machine.profile, profile.cloned());
+    let own_script = dir
+        .machine_files_dir(&machine.fingerprint)
+        .join("boot.ipxe");
+    registry.save(dir)?;
+
+    let mut change = ProfileChange {
+        previous,
+        removed_placeholder: None,
+        shadowed_by: None,
+    };
+    if profile.is_some() {
+        match std::fs::read_to_string(&own_script) {
+            Ok(text) if text == machine_template(dir)? || text == DEFAULT_MACHINE_TEMPLATE => {
+                std::fs::remove_file(&own_script)
+                    .with_context(|| format!("removing {}", own_script.display()))?;
+                change.removed_placeholder = Some(own_script);
+            }
+            Ok(_) => change.shadowed_by = Some(own_script),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(err).with_context(|| format!("reading {}", own_script.display()));
+            }
+        }
+    }
+    Ok(change)
 }
 
 fn pem_of(der: &[u8]) -> String {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::ca::CertInfo;
 use crate::datadir::DataDir;
 use crate::fsutil;
+use crate::names::ProfileName;
 
 const VERSION: u32 = 1;
 
@@ -23,15 +24,7 @@ pub struct MachineName(String);
 impl FromStr for MachineName {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
-        let valid_start = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-        let valid_chars = s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if s.is_empty() || s.len() > 63 || !valid_start || !valid_chars {
-            bail!(
-                "invalid machine name {s:?}: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
-            );
-        }
+        crate::names::check("machine", s, 63)?;
         Ok(Self(s.to_string()))
     }
 }
@@ -83,6 +76,9 @@ pub struct Machine {
     pub enrolled_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
+    /// The profile whose script and files the machine falls back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ProfileName>,
 }
 
 impl Machine {
@@ -97,6 +93,7 @@ impl Machine {
             origin,
             enrolled_at: crate::ca::rfc3339(time::OffsetDateTime::now_utc()),
             revoked_at: None,
+            profile: None,
         }
     }
 
@@ -166,6 +163,13 @@ impl Registry {
 
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Machine> {
         self.machines.iter_mut().find(|m| m.name.as_ref() == name)
+    }
+
+    /// Machines that use `profile`.
+    pub fn using_profile<'a>(&'a self, profile: &'a str) -> impl Iterator<Item = &'a Machine> {
+        self.machines
+            .iter()
+            .filter(move |m| m.profile.as_ref().is_some_and(|p| p.as_ref() == profile))
     }
 
     pub fn by_fingerprint(&self, fingerprint: &str) -> Option<&Machine> {
@@ -239,5 +243,23 @@ mod tests {
         assert_eq!(Registry::parse(&text).unwrap(), reg);
         assert!(Registry::parse(br#"{"version":9,"machines":[]}"#).is_err());
         assert!(Registry::parse(br#"{"version":1,"machines":[{"name":"../x"}]}"#).is_err());
+    }
+
+    #[test]
+    fn profiles_are_optional_and_validated() {
+        let old = br#"{"version":1,"machines":[{"name":"gw","fingerprint":"aa","sha256":"bb",
+            "serial":"01","not_before":"x","not_after":"y","origin":"issued","enrolled_at":"z"}]}"#;
+        let reg = Registry::parse(old).unwrap();
+        assert_eq!(reg.machines()[0].profile, None);
+        let text = String::from_utf8(serde_json::to_vec(&reg).unwrap()).unwrap();
+        assert!(!text.contains("profile"), "{text}");
+
+        let with = String::from_utf8(old.to_vec()).unwrap().replace(
+            r#""enrolled_at":"z""#,
+            r#""enrolled_at":"z","profile":"rpi-gw""#,
+        );
+        let reg = Registry::parse(with.as_bytes()).unwrap();
+        assert_eq!(reg.using_profile("rpi-gw").count(), 1);
+        assert!(Registry::parse(with.replace("rpi-gw", "../x").as_bytes()).is_err());
     }
 }

@@ -49,7 +49,7 @@ fn fixture() -> &'static Fixture {
         .unwrap();
         let data = DataDir::open(&data_path).unwrap();
         for name in ["gw-1", "old-1"] {
-            bootgate::machines::add(&data, &name.parse::<MachineName>().unwrap()).unwrap();
+            bootgate::machines::add(&data, &name.parse::<MachineName>().unwrap(), None).unwrap();
         }
         bootgate::machines::revoke(&data, "old-1").unwrap();
         let fake_assets = root.join("fake-assets");

@@ -2,4 +2,6 @@
 //! functions from (machine, request, template) to text.
 
 pub mod autoexec;
+pub mod b2c;
+pub mod refs;
 pub mod template;

@@ -1,4 +1,4 @@
-//! `bootgate machine add | adopt | list | show | revoke`.
+//! `bootgate machine add | adopt | list | show | revoke | set-profile`.
 
 use std::path::PathBuf;
 
@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::datadir::DataDir;
 use crate::machines;
+use crate::names::ProfileName;
 use crate::registry::{Machine, MachineName, Registry};
 
 #[derive(Debug, Subcommand)]
@@ -22,11 +23,28 @@ pub enum MachineCommand {
     Show(ShowArgs),
     /// Revoke a machine: the running server refuses it from its next request.
     Revoke(RevokeArgs),
+    /// Make a machine use a profile's script and files (or none with --none).
+    SetProfile(SetProfileArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct AddArgs {
     name: MachineName,
+    /// Boot it with this profile's script and files instead of its own
+    /// (no files/<fingerprint>/boot.ipxe is written).
+    #[arg(long, value_name = "PROFILE")]
+    profile: Option<ProfileName>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetProfileArgs {
+    name: String,
+    /// The profile to use.
+    #[arg(required_unless_present = "none", conflicts_with = "none")]
+    profile: Option<ProfileName>,
+    /// Use no profile any more.
+    #[arg(long)]
+    none: bool,
 }
 
 #[derive(Debug, Args)]
@@ -62,18 +80,23 @@ pub fn run(dir: &DataDir, cmd: MachineCommand) -> Result<()> {
     let dir = DataDir::open(dir.root())?;
     match cmd {
         MachineCommand::Add(args) => {
-            let machine = machines::add(&dir, &args.name)?;
+            let machine = machines::add(&dir, &args.name, args.profile.as_ref())?;
             eprintln!(
                 "enrolled {}: key and certificate in {} (the key is private: mode 0600)",
                 machine.name,
                 dir.machine_dir(machine.name.as_ref()).display()
             );
-            eprintln!(
-                "boot script: {}",
-                dir.machine_files_dir(&machine.fingerprint)
-                    .join("boot.ipxe")
-                    .display()
-            );
+            let own = dir.machine_files_dir(&machine.fingerprint);
+            match &machine.profile {
+                Some(profile) => eprintln!(
+                    "boot script: profile {profile} ({}); per-machine overrides go in {}",
+                    dir.profile_dir(profile.as_ref())
+                        .join("boot.ipxe")
+                        .display(),
+                    own.display()
+                ),
+                None => eprintln!("boot script: {}", own.join("boot.ipxe").display()),
+            }
             println!("{}", machine.fingerprint);
         }
         MachineCommand::Adopt(args) => {
@@ -109,6 +132,28 @@ pub fn run(dir: &DataDir, cmd: MachineCommand) -> Result<()> {
                 print_details(&dir, &view);
             }
         }
+        MachineCommand::SetProfile(args) => {
+            let change = machines::set_profile(&dir, &args.name, args.profile.as_ref())?;
+            match &args.profile {
+                Some(profile) => eprintln!("{} now uses profile {profile}", args.name),
+                None => match &change.previous {
+                    Some(previous) => eprintln!("{} no longer uses profile {previous}", args.name),
+                    None => eprintln!("{} had no profile", args.name),
+                },
+            }
+            if let Some(path) = &change.removed_placeholder {
+                eprintln!(
+                    "removed {}: it was the placeholder from `machine add` and would have hidden the profile's script",
+                    path.display()
+                );
+            }
+            if let Some(path) = &change.shadowed_by {
+                eprintln!(
+                    "note: {} exists and is served instead of the profile's script; delete it to use the profile's",
+                    path.display()
+                );
+            }
+        }
         MachineCommand::Revoke(args) => {
             if machines::revoke(&dir, &args.name)? {
                 eprintln!(
@@ -136,6 +181,7 @@ struct View<'a> {
     enrolled_at: &'a str,
     revoked: bool,
     revoked_at: Option<&'a str>,
+    profile: Option<&'a str>,
     /// Not recorded yet: filled in once boot history exists.
     last_seen: Option<&'a str>,
 }
@@ -153,6 +199,7 @@ impl<'a> View<'a> {
             enrolled_at: &m.enrolled_at,
             revoked: m.is_revoked(),
             revoked_at: m.revoked_at.as_deref(),
+            profile: m.profile.as_ref().map(AsRef::as_ref),
             last_seen: None,
         }
     }
@@ -160,15 +207,24 @@ impl<'a> View<'a> {
 
 fn print_table(views: &[View]) {
     let width = views.iter().map(|v| v.name.len()).max().unwrap_or(4).max(4);
+    let pwidth = views
+        .iter()
+        .filter_map(|v| v.profile.map(str::len))
+        .max()
+        .unwrap_or(7)
+        .max(7);
     println!(
-        "{:width$}  {:40}  {:20}  STATUS",
-        "NAME", "FINGERPRINT", "NOT AFTER"
+        "{:width$}  {:40}  {:20}  {:pwidth$}  STATUS",
+        "NAME", "FINGERPRINT", "NOT AFTER", "PROFILE"
     );
     for v in views {
         let status = if v.revoked { "revoked" } else { "active" };
         println!(
-            "{:width$}  {:40}  {:20}  {status}",
-            v.name, v.fingerprint, v.not_after
+            "{:width$}  {:40}  {:20}  {:pwidth$}  {status}",
+            v.name,
+            v.fingerprint,
+            v.not_after,
+            v.profile.unwrap_or("-")
         );
     }
 }
@@ -187,13 +243,11 @@ fn print_details(dir: &DataDir, v: &View) {
         None => println!("status:      active"),
     }
     println!("last seen:   {}", v.last_seen.unwrap_or("never recorded"));
-    println!(
-        "files:       {}{}",
-        files.display(),
-        if files.is_dir() {
-            ""
-        } else {
-            " (absent: serves files/default/)"
-        }
-    );
+    println!("profile:     {}", v.profile.unwrap_or("-"));
+    let absent = match v.profile {
+        _ if files.is_dir() => "",
+        Some(_) => " (absent: the profile's files apply)",
+        None => " (absent: serves files/default/)",
+    };
+    println!("files:       {}{absent}", files.display());
 }

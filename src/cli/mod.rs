@@ -1,10 +1,12 @@
 //! The command line: parses arguments and hands each subcommand to the library.
 //! Errors reach the user as one line, `error: what failed: why`.
 
+mod asset;
 mod boot_try;
 pub mod image;
 mod init;
 mod machine;
+mod profile;
 mod serve;
 
 use std::path::PathBuf;
@@ -44,6 +46,12 @@ pub enum Command {
     Image(image::ImageCommand),
     /// Boot an image in QEMU against the server, before flashing it.
     Try(boot_try::TryArgs),
+    /// Boot configurations shared by many machines.
+    #[command(subcommand)]
+    Profile(profile::ProfileCommand),
+    /// Kernels, initramfs images and device trees stored once for all machines.
+    #[command(subcommand)]
+    Asset(asset::AssetCommand),
 }
 
 impl Cli {
@@ -55,6 +63,8 @@ impl Cli {
             Command::Machine(cmd) => machine::run(&dir, cmd),
             Command::Image(cmd) => image::run(&dir, cmd),
             Command::Try(args) => boot_try::run(&dir, args),
+            Command::Profile(cmd) => profile::run(&dir, cmd),
+            Command::Asset(cmd) => asset::run(&dir, cmd),
         }
     }
 }

@@ -4,31 +4,21 @@
 //!
 //! Variables, later ones overriding earlier ones:
 //! 1. the query parameters of `/boot/ipxe` (`mac`, `platform`, `buildarch`, ...);
-//! 2. the machine's `vars.toml` (flat `name = "value"` pairs);
-//! 3. bootgate's own: `machine_name`, `client_cert_fingerprint`, `server_url`,
+//! 2. the `vars.toml` of the machine's profile (flat `name = "value"` pairs);
+//! 3. the machine's own `vars.toml`;
+//! 4. bootgate's own: `machine_name`, `client_cert_fingerprint`, `server_url`,
 //!    and `secrets_url` when the template uses it.
+//!
+//! Which folders those files come from is [`super::resolve`]'s business.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::error::{Refusal, internal};
 use crate::bootcfg::template::Vars;
-use crate::datadir::DataDir;
-use crate::registry::Machine;
 
 /// File name of a machine's variables, beside its `boot.ipxe`.
 pub const VARS_FILE: &str = "vars.toml";
-
-/// The folder a machine's requests are served from: its own
-/// `files/<fingerprint>/`, or `files/default/` when it has none.
-pub fn machine_root(dir: &DataDir, machine: &Machine) -> PathBuf {
-    let own = dir.machine_files_dir(&machine.fingerprint);
-    if own.is_dir() {
-        own
-    } else {
-        dir.default_files_dir()
-    }
-}
 
 /// Checks query parameters before they become template variables: names are
 /// identifiers, values hold nothing that could break an iPXE or kernel command

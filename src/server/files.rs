@@ -2,7 +2,8 @@
 //! Last-Modified, conditional requests (304) and a single byte range (206).
 //! The body is streamed from the file, so a 1 GiB kernel costs a buffer, not a
 //! gigabyte. A request with several ranges gets the whole file (RFC 9110 lets a
-//! server ignore Range).
+//! server ignore Range). The ETag is made from inode, size and mtime unless the
+//! caller knows a better one (a shared asset's is its content hash).
 
 use std::io::SeekFrom;
 use std::os::unix::fs::MetadataExt;
@@ -115,6 +116,7 @@ pub async fn respond(
     path: &Path,
     method: &Method,
     headers: &HeaderMap,
+    etag: Option<String>,
 ) -> Result<Response, Refusal> {
     let mut file = tokio::fs::File::open(path)
         .await
@@ -126,7 +128,10 @@ pub async fn respond(
     if !meta.is_file() {
         return Err(Refusal::NotFound);
     }
-    let v = Validators::of(&meta);
+    let mut v = Validators::of(&meta);
+    if let Some(etag) = etag {
+        v.etag = etag;
+    }
 
     let mut builder = Response::builder()
         .header(header::ETAG, &v.etag)

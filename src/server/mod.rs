@@ -7,11 +7,13 @@
 //! slow or vanished clients cost nothing lasting.
 
 mod access_log;
+mod assets;
 mod boot;
 mod error;
 mod files;
 mod identity;
 mod paths;
+mod resolve;
 mod routes;
 mod secrets;
 mod state;

@@ -12,9 +12,10 @@ use axum::routing::get;
 use http::header;
 
 use super::boot;
-use super::error::{Refusal, internal};
+use super::error::Refusal;
 use super::identity::{Peer, Served};
 use super::paths;
+use super::resolve::{self, Roots};
 use super::secrets::Grant;
 use super::state::AppState;
 use crate::bootcfg::template::{self, Vars};
@@ -34,16 +35,21 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The enrolled, unrevoked machine behind this request's certificate.
-fn identify(state: &AppState, peer: &Peer) -> Result<Arc<Machine>, Refusal> {
-    let fingerprint = peer.fingerprint.as_deref().ok_or(Refusal::NoCertificate)?;
+/// The enrolled, unrevoked machine behind this request's certificate, or the
+/// refusal to send (naming the machine in the access log when it is known).
+fn identify(state: &AppState, peer: &Peer) -> Result<Arc<Machine>, Response> {
+    let fingerprint = peer
+        .fingerprint
+        .as_deref()
+        .ok_or_else(|| Refusal::NoCertificate.into_response())?;
     let index = state.machines.current();
     let machine = index
         .get(fingerprint)
         .cloned()
-        .ok_or(Refusal::UnknownCertificate)?;
+        .ok_or_else(|| Refusal::UnknownCertificate.into_response())?;
     if machine.is_revoked() {
-        return Err(Refusal::Revoked(machine.name.to_string()));
+        let refusal = Refusal::Revoked(machine.name.to_string());
+        return Err(for_machine(&machine, Err(refusal)));
     }
     Ok(machine)
 }
@@ -62,7 +68,7 @@ async fn boot_script(
 ) -> Response {
     let machine = match identify(&state, &peer) {
         Ok(machine) => machine,
-        Err(refusal) => return refusal.into_response(),
+        Err(refusal) => return refusal,
     };
     let result = render_boot_script(&state, &machine, &query);
     for_machine(&machine, result)
@@ -73,15 +79,12 @@ fn render_boot_script(
     machine: &Machine,
     query: &HashMap<String, String>,
 ) -> Result<Response, Refusal> {
-    let root = boot::machine_root(&state.dir, machine);
-    let path = root.join("boot.ipxe");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(Refusal::NotFound),
-        Err(err) => return Err(internal(&format!("reading {}", path.display()), err)),
-    };
+    let roots = Roots::of(&state.dir, machine);
+    let text = resolve::read_first(&roots.scripts())?.ok_or(Refusal::NotFound)?;
     let mut vars = boot::query_vars(query)?;
-    vars.extend(boot::file_vars(&root)?);
+    for folder in roots.vars_folders() {
+        vars.extend(boot::file_vars(folder)?);
+    }
     vars.insert("machine_name".into(), machine.name.to_string());
     vars.insert(
         "client_cert_fingerprint".into(),
@@ -119,7 +122,7 @@ async fn file(
 ) -> Response {
     let machine = match identify(&state, &peer) {
         Ok(machine) => machine,
-        Err(refusal) => return refusal.into_response(),
+        Err(refusal) => return refusal,
     };
     let (parts, _body) = request.into_parts();
     let result = serve_file(&state, &machine, &parts).await;
@@ -139,9 +142,22 @@ async fn serve_file(
         .strip_prefix("/files/")
         .ok_or(Refusal::NotFound)?;
     let segments = paths::decode_segments(raw)?;
-    let root = boot::machine_root(&state.dir, machine);
-    let path = paths::resolve_within(&root, &segments)?;
-    super::files::respond(&path, &request.method, &request.headers).await
+    let (method, headers) = (&request.method, &request.headers);
+    for folder in Roots::of(&state.dir, machine).folders() {
+        match paths::resolve_within(folder, &segments) {
+            Ok(path) => return super::files::respond(&path, method, headers, None).await,
+            Err(Refusal::NotFound) => continue,
+            Err(refusal) => return Err(refusal),
+        }
+    }
+    if let [name] = segments.as_slice()
+        && let Some(digest) = state.assets.lookup(name)
+    {
+        let blob = paths::resolve_within(&state.dir.asset_blobs_dir(), &[digest.to_string()])?;
+        let etag = format!("\"{digest}\"");
+        return super::files::respond(&blob, method, headers, Some(etag)).await;
+    }
+    Err(Refusal::NotFound)
 }
 
 async fn secret(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
@@ -161,11 +177,7 @@ fn render_secrets(state: &AppState, machine: &Machine, vars: &Vars) -> Result<Re
     if machine.is_revoked() {
         return Err(Refusal::Revoked(machine.name.to_string()));
     }
-    let path = boot::machine_root(&state.dir, machine).join("secrets");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(Refusal::NotFound),
-        Err(err) => return Err(internal(&format!("reading {}", path.display()), err)),
-    };
+    let roots = Roots::of(&state.dir, machine);
+    let text = resolve::read_first(&roots.secrets())?.ok_or(Refusal::NotFound)?;
     Ok(script_response(template::safe_substitute(&text, vars)))
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+use super::assets::AssetCache;
 use super::secrets::SecretStore;
 use crate::config::Config;
 use crate::datadir::DataDir;
@@ -20,16 +21,19 @@ pub struct AppState {
     pub dir: DataDir,
     pub public_url: String,
     pub machines: MachineIndex,
+    pub assets: AssetCache,
     pub secrets: SecretStore,
 }
 
 impl AppState {
     pub fn new(dir: DataDir, config: Config) -> anyhow::Result<Self> {
         let machines = MachineIndex::load(&dir)?;
+        let assets = AssetCache::load(&dir)?;
         Ok(Self {
             public_url: config.public_url(),
             secrets: SecretStore::new(config.secrets_ttl()),
             machines,
+            assets,
             dir,
         })
     }
@@ -59,15 +63,16 @@ impl Index {
     }
 }
 
+/// What identifies one version of a file that is only ever replaced whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+pub(super) struct Stamp {
     ino: u64,
     len: u64,
     mtime_ns: i128,
 }
 
 impl Stamp {
-    fn of(path: &std::path::Path) -> Option<Self> {
+    pub(super) fn of(path: &std::path::Path) -> Option<Self> {
         let meta = std::fs::metadata(path).ok()?;
         Some(Self {
             ino: meta.ino(),

@@ -1,0 +1,161 @@
+//! Where a machine's requests are answered from, in order of precedence:
+//!
+//! 1. its own folder `files/<fingerprint>/` — or, for a machine with neither
+//!    an own folder nor a profile, `files/default/` standing in for it, as
+//!    before profiles existed;
+//! 2. its profile's folder `profiles/<name>/`;
+//! 3. for `/files/<name>` only: the shared asset `<name>`;
+//! 4. for the script only: `files/default/boot.ipxe`.
+//!
+//! Variables stack the other way round: the profile's `vars.toml` first, the
+//! machine's own on top. Each folder keeps the protections of
+//! [`super::paths`]: a file refused in one folder is looked for in the next,
+//! never outside them.
+
+use std::path::{Path, PathBuf};
+
+use super::error::{Refusal, internal};
+use crate::datadir::DataDir;
+use crate::registry::Machine;
+
+pub const SCRIPT_FILE: &str = "boot.ipxe";
+pub const SECRETS_FILE: &str = "secrets";
+
+/// A machine's folders, most specific first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roots {
+    own: Option<PathBuf>,
+    profile: Option<PathBuf>,
+    default: PathBuf,
+}
+
+impl Roots {
+    pub fn of(dir: &DataDir, machine: &Machine) -> Self {
+        let own = dir.machine_files_dir(&machine.fingerprint);
+        let own = if own.is_dir() {
+            Some(own)
+        } else if machine.profile.is_none() {
+            Some(dir.default_files_dir())
+        } else {
+            None
+        };
+        Self {
+            own,
+            profile: machine
+                .profile
+                .as_ref()
+                .map(|p| dir.profile_dir(p.as_ref())),
+            default: dir.default_files_dir(),
+        }
+    }
+
+    /// Folders searched for `/files/<path>`, in order.
+    pub fn folders(&self) -> impl Iterator<Item = &Path> {
+        self.own
+            .iter()
+            .chain(self.profile.iter())
+            .map(PathBuf::as_path)
+    }
+
+    /// Candidate boot scripts, in order.
+    pub fn scripts(&self) -> Vec<PathBuf> {
+        let mut scripts: Vec<PathBuf> = self.folders().map(|f| f.join(SCRIPT_FILE)).collect();
+        let default = self.default.join(SCRIPT_FILE);
+        if !scripts.contains(&default) {
+            scripts.push(default);
+        }
+        scripts
+    }
+
+    /// Candidate `secrets` templates, in order.
+    pub fn secrets(&self) -> Vec<PathBuf> {
+        self.folders().map(|f| f.join(SECRETS_FILE)).collect()
+    }
+
+    /// Folders whose `vars.toml` apply, lowest precedence first.
+    pub fn vars_folders(&self) -> impl Iterator<Item = &Path> {
+        self.profile
+            .iter()
+            .chain(self.own.iter())
+            .map(PathBuf::as_path)
+    }
+}
+
+/// The text of the first of `candidates` that exists.
+pub fn read_first(candidates: &[PathBuf]) -> Result<Option<String>, Refusal> {
+    for path in candidates {
+        match std::fs::read_to_string(path) {
+            Ok(text) => return Ok(Some(text)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(internal(&format!("reading {}", path.display()), err)),
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::CertInfo;
+    use crate::registry::Origin;
+
+    fn machine(profile: Option<&str>) -> Machine {
+        let cert = CertInfo {
+            fingerprint: "f".repeat(40),
+            sha256: "s".repeat(64),
+            serial: "01".into(),
+            subject_cn: None,
+            not_before: String::new(),
+            not_after: String::new(),
+            is_ca: false,
+        };
+        let mut m = Machine::new("gw".parse().unwrap(), &cert, Origin::Issued);
+        m.profile = profile.map(|p| p.parse().unwrap());
+        m
+    }
+
+    #[test]
+    fn folders_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        let own = dir.machine_files_dir(&"f".repeat(40));
+        let default = dir.default_files_dir();
+        let profile = dir.profile_dir("rpi");
+        let list = |r: &Roots| r.folders().map(Path::to_path_buf).collect::<Vec<_>>();
+
+        // No own folder, no profile: files/default stands in, as before.
+        let r = Roots::of(&dir, &machine(None));
+        assert_eq!(list(&r), std::slice::from_ref(&default));
+        assert_eq!(r.scripts(), [default.join("boot.ipxe")]);
+
+        // No own folder, a profile: the profile, then the default script.
+        let r = Roots::of(&dir, &machine(Some("rpi")));
+        assert_eq!(list(&r), std::slice::from_ref(&profile));
+        assert_eq!(
+            r.scripts(),
+            [profile.join("boot.ipxe"), default.join("boot.ipxe")]
+        );
+
+        std::fs::create_dir_all(&own).unwrap();
+        let r = Roots::of(&dir, &machine(Some("rpi")));
+        assert_eq!(list(&r), [own.clone(), profile.clone()]);
+        let vars: Vec<_> = r.vars_folders().map(Path::to_path_buf).collect();
+        assert_eq!(vars, [profile.clone(), own.clone()]);
+        assert_eq!(r.secrets(), [own.join("secrets"), profile.join("secrets")]);
+        assert_eq!(
+            r.scripts(),
+            [
+                own.join("boot.ipxe"),
+                profile.join("boot.ipxe"),
+                default.join("boot.ipxe")
+            ]
+        );
+
+        let r = Roots::of(&dir, &machine(None));
+        assert_eq!(list(&r), std::slice::from_ref(&own));
+
+        std::fs::write(own.join("boot.ipxe"), "own").unwrap();
+        assert_eq!(read_first(&r.scripts()).unwrap().as_deref(), Some("own"));
+        assert_eq!(read_first(&[tmp.path().join("none")]).unwrap(), None);
+    }
+}
