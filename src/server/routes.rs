@@ -35,21 +35,44 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The enrolled, unrevoked machine behind this request's certificate, or the
-/// refusal to send (naming the machine in the access log when it is known).
-fn identify(state: &AppState, peer: &Peer) -> Result<Arc<Machine>, Response> {
-    let fingerprint = peer
-        .fingerprint
-        .as_deref()
-        .ok_or_else(|| Refusal::NoCertificate.into_response())?;
+/// A refusal of the request's identity, naming the machine when it is known
+/// (a revoked one) so the access log shows who was refused.
+struct Refused {
+    refusal: Refusal,
+    machine: Option<Arc<Machine>>,
+}
+
+impl From<Refusal> for Refused {
+    fn from(refusal: Refusal) -> Self {
+        Self {
+            refusal,
+            machine: None,
+        }
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self.machine {
+            Some(machine) => for_machine(&machine, Err(self.refusal)),
+            None => self.refusal.into_response(),
+        }
+    }
+}
+
+/// The enrolled, unrevoked machine behind this request's certificate.
+fn identify(state: &AppState, peer: &Peer) -> Result<Arc<Machine>, Refused> {
+    let fingerprint = peer.fingerprint.as_deref().ok_or(Refusal::NoCertificate)?;
     let index = state.machines.current();
     let machine = index
         .get(fingerprint)
         .cloned()
-        .ok_or_else(|| Refusal::UnknownCertificate.into_response())?;
+        .ok_or(Refusal::UnknownCertificate)?;
     if machine.is_revoked() {
-        let refusal = Refusal::Revoked(machine.name.to_string());
-        return Err(for_machine(&machine, Err(refusal)));
+        return Err(Refused {
+            refusal: Refusal::Revoked(machine.name.to_string()),
+            machine: Some(machine),
+        });
     }
     Ok(machine)
 }
@@ -68,7 +91,7 @@ async fn boot_script(
 ) -> Response {
     let machine = match identify(&state, &peer) {
         Ok(machine) => machine,
-        Err(refusal) => return refusal,
+        Err(refused) => return refused.into_response(),
     };
     let result = render_boot_script(&state, &machine, &query);
     for_machine(&machine, result)
@@ -122,7 +145,7 @@ async fn file(
 ) -> Response {
     let machine = match identify(&state, &peer) {
         Ok(machine) => machine,
-        Err(refusal) => return refusal,
+        Err(refused) => return refused.into_response(),
     };
     let (parts, _body) = request.into_parts();
     let result = serve_file(&state, &machine, &parts).await;

@@ -48,7 +48,7 @@ const STAGE_MARKERS: &[(Stage, &str)] = &[
 /// iPXE prints `URL... ok` when a download completes; for the boot script
 /// that is the moment it arrived over mutual TLS.
 fn script_fetched(line: &str) -> bool {
-    line.contains("/boot/ipxe?") && line.trim_end().ends_with(" ok")
+    line.contains("/boot/ipxe") && line.trim_end().ends_with(" ok")
 }
 
 /// Why a boot failed, as the one-line reason `bootgate try` prints.
@@ -248,7 +248,7 @@ bootgate: machine gw1, boot server https://10.0.2.2:8443\r\n\
 bootgate: configuring the network (DHCP)\r\n\
 Configuring (net0 52:54:00:12:34:56)...... ok\r\n\
 bootgate: fetching the boot script from https://10.0.2.2:8443/boot/ipxe\r\n\
-https://10.0.2.2:8443/boot/ipxe?mac=52:54:00:12:34:56&platform=efi&buildarch=x86_64... ok\r\n\
+https://10.0.2.2:8443/boot/ipxe... ok\r\n\
 https://10.0.2.2:8443/files/vmlinuz... 36%     64%     96%     ok\r\n\
 EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path\r\n\
 [    0.000000] Linux version 6.12.117+deb13-amd64\r\n\
