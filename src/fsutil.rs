@@ -72,7 +72,8 @@ pub fn sync_dir(dir: &Path) {
     }
 }
 
-fn parent_of(path: &Path) -> &Path {
+/// The folder a path's file lives in (`.` for a bare file name).
+pub fn parent_of(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

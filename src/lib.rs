@@ -22,4 +22,5 @@ pub mod profiles;
 pub mod registry;
 pub mod server;
 pub mod setup;
+pub mod statefile;
 pub mod vm;

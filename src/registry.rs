@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ca::CertInfo;
 use crate::datadir::DataDir;
-use crate::fsutil;
 use crate::names::ProfileName;
+use crate::statefile::StateFile;
 
 const VERSION: u32 = 1;
 
@@ -117,33 +117,26 @@ impl Default for Registry {
     }
 }
 
+impl StateFile for Registry {
+    const WHAT: &'static str = "registry";
+    const VERSION: u32 = VERSION;
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
 impl Registry {
     /// Loads the registry; a data directory without one has no machines.
     pub fn load(dir: &DataDir) -> Result<Self> {
-        let path = dir.registry_path();
-        let text = match std::fs::read(&path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
-        };
-        Self::parse(&text).with_context(|| format!("parsing {}", path.display()))
+        Self::load_from(&dir.registry_path())
     }
 
     pub fn parse(text: &[u8]) -> Result<Self> {
-        let registry: Registry = serde_json::from_slice(text)?;
-        if registry.version != VERSION {
-            bail!(
-                "registry version {} is not supported (this bootgate reads version {VERSION})",
-                registry.version
-            );
-        }
-        Ok(registry)
+        <Self as StateFile>::parse(text)
     }
 
     pub fn save(&self, dir: &DataDir) -> Result<()> {
-        let mut text = serde_json::to_vec_pretty(self).context("serialising the registry")?;
-        text.push(b'\n');
-        fsutil::write_atomic(&dir.registry_path(), &text, fsutil::PUBLIC)
+        self.save_to(&dir.registry_path())
     }
 
     pub fn machines(&self) -> &[Machine] {

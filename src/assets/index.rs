@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::store::Digest;
 use crate::datadir::DataDir;
-use crate::fsutil;
 use crate::names::AssetName;
+use crate::statefile::StateFile;
 
 const VERSION: u32 = 1;
 
@@ -37,34 +37,26 @@ impl Default for AssetIndex {
     }
 }
 
+impl StateFile for AssetIndex {
+    const WHAT: &'static str = "asset index";
+    const VERSION: u32 = VERSION;
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
 impl AssetIndex {
     /// Loads the index; a data directory without one has no assets.
     pub fn load(dir: &DataDir) -> Result<Self> {
-        let path = dir.asset_index_path();
-        let text = match std::fs::read(&path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
-        };
-        Self::parse(&text).with_context(|| format!("parsing {}", path.display()))
+        Self::load_from(&dir.asset_index_path())
     }
 
     pub fn parse(text: &[u8]) -> Result<Self> {
-        let index: Self = serde_json::from_slice(text)?;
-        if index.version != VERSION {
-            bail!(
-                "asset index version {} is not supported (this bootgate reads version {VERSION})",
-                index.version
-            );
-        }
-        Ok(index)
+        <Self as StateFile>::parse(text)
     }
 
     pub fn save(&self, dir: &DataDir) -> Result<()> {
-        let mut text = serde_json::to_vec_pretty(self).context("serialising the asset index")?;
-        text.push(b'\n');
-        fsutil::create_dir(&dir.assets_dir())?;
-        fsutil::write_atomic(&dir.asset_index_path(), &text, fsutil::PUBLIC)
+        self.save_to(&dir.asset_index_path())
     }
 
     pub fn get(&self, name: &str) -> Option<&AssetEntry> {

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use crate::disk::{Run, SparseImage};
-use crate::fsutil;
+use crate::fsutil::{self, parent_of};
 
 use super::error::ImageError;
 
@@ -156,13 +156,6 @@ fn fill(file: &File, image: &SparseImage, progress: &mut dyn Progress) -> io::Re
     file.write_all_at(&pending, pending_at)?;
     progress.end();
     Ok(hex::encode(hasher.finalize()))
-}
-
-fn parent_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
 }
 
 #[cfg(test)]
