@@ -91,24 +91,28 @@ pub fn command(launch: &Launch) -> Result<Command> {
     );
     let mut cmd;
     match launch.platform {
-        Platform::X86_64Efi => {
-            cmd = Command::new(emulator("qemu-system-x86_64", "qemu-system-x86")?);
-            let code = locate(&OVMF_CODE)?;
-            let vars = copy_vars(&locate(&OVMF_VARS)?, &launch.work_dir)?;
-            cmd.args(["-machine", "q35", "-cpu", "max"]);
-            cmd.args(pflash(&code, &vars));
-            cmd.args([
-                "-drive",
-                &disk,
-                "-device",
-                "virtio-blk-pci,drive=disk0,bootindex=1",
-            ]);
-        }
-        Platform::Arm64Efi => {
-            cmd = Command::new(emulator("qemu-system-aarch64", "qemu-system-arm")?);
-            let code = locate(&AAVMF_CODE)?;
-            let vars = copy_vars(&locate(&AAVMF_VARS)?, &launch.work_dir)?;
-            cmd.args(["-machine", "virt", "-cpu", "max"]);
+        Platform::X86_64Efi | Platform::Arm64Efi => {
+            let (qemu, package, machine, code, vars) = if launch.platform == Platform::X86_64Efi {
+                (
+                    "qemu-system-x86_64",
+                    "qemu-system-x86",
+                    "q35",
+                    &OVMF_CODE,
+                    &OVMF_VARS,
+                )
+            } else {
+                (
+                    "qemu-system-aarch64",
+                    "qemu-system-arm",
+                    "virt",
+                    &AAVMF_CODE,
+                    &AAVMF_VARS,
+                )
+            };
+            cmd = Command::new(emulator(qemu, package)?);
+            let code = locate(code)?;
+            let vars = copy_vars(&locate(vars)?, &launch.work_dir)?;
+            cmd.args(["-machine", machine, "-cpu", "max"]);
             cmd.args(pflash(&code, &vars));
             cmd.args([
                 "-drive",
