@@ -31,6 +31,8 @@ const TRIM_EVERY: Duration = Duration::from_secs(60);
 /// What the writer tells the rest of the server about boots.
 #[derive(Debug, Clone)]
 pub enum BootNotice {
+    /// A machine's latest boot as stored by the last run, at start-up.
+    Resumed(Boot),
     Started(Boot),
     Settled(Boot),
     /// The number of boots not settled yet.
@@ -131,7 +133,7 @@ impl Writer {
             let Some(boot) = seen.last_boot else {
                 continue;
             };
-            (self.notify)(BootNotice::Started(boot.clone()));
+            (self.notify)(BootNotice::Resumed(boot.clone()));
             if let Some(settled) = self.tracker.resume(boot, now) {
                 changes.updated.insert(settled.id, settled);
             }
