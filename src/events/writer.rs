@@ -255,6 +255,23 @@ mod tests {
     }
 
     #[test]
+    fn a_full_channel_drops_and_counts_instead_of_waiting() {
+        // A writer that never drains: the channel fills up.
+        let (tx, _rx) = std::sync::mpsc::sync_channel(4);
+        let recorder = Recorder {
+            tx,
+            stats: Arc::default(),
+            thread: std::sync::Mutex::new(None),
+        };
+        let started = Instant::now();
+        for _ in 0..10 {
+            recorder.record(request("gw1", "/boot/ipxe"));
+        }
+        assert!(started.elapsed() < Duration::from_millis(500));
+        assert_eq!(recorder.stats().dropped.load(Ordering::Relaxed), 6);
+    }
+
+    #[test]
     fn writes_in_batches_within_the_flush_interval_and_settles_quiet_boots() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("e.redb"), Duration::ZERO).unwrap());

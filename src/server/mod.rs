@@ -14,6 +14,7 @@ mod assets;
 mod boot;
 mod error;
 mod files;
+mod handshake;
 mod identity;
 mod metrics;
 mod paths;
@@ -44,8 +45,8 @@ use crate::ca::sha1_fingerprint;
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::events::Timestamp;
+use handshake::{HandshakeFailure, ReadCount};
 use telemetry::Telemetry;
-use verifier::HandshakeFailure;
 
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -162,18 +163,21 @@ async fn serve_connection(
     let _open = telemetry.metrics.connection_opened();
     let (time, began) = (Timestamp::now(), Instant::now());
     stream.set_nodelay(true)?;
+    let (stream, client_bytes) = ReadCount::new(stream);
     let accept = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream));
     let tls_stream = match verifier::watch(accept).await {
         (Ok(Ok(s)), _) => s,
         (Ok(Err(err)), presented) => {
-            let failure = HandshakeFailure::of(&err, presented.as_ref());
+            let sent = client_bytes.load(std::sync::atomic::Ordering::Relaxed);
+            let failure = HandshakeFailure::of(&err, presented.as_ref(), sent);
             tracing::info!(peer = %addr, reason = failure.reason, "TLS handshake failed: {err}");
             telemetry.handshake_failed(addr, time, began, failure, presented);
             return Ok(());
         }
         (Err(_), _) => {
             tracing::info!(peer = %addr, "TLS handshake timed out");
-            let failure = HandshakeFailure::TIMEOUT;
+            let sent = client_bytes.load(std::sync::atomic::Ordering::Relaxed);
+            let failure = HandshakeFailure::timeout(sent);
             telemetry.handshake_failed(addr, time, began, failure, None);
             return Ok(());
         }

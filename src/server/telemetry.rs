@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+use super::handshake::HandshakeFailure;
 use super::metrics::Metrics;
-use super::verifier::{HandshakeFailure, Presented};
+use super::verifier::Presented;
 use crate::config::EventsConfig;
 use crate::datadir::DataDir;
 use crate::events::store::Store;

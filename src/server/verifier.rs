@@ -6,7 +6,8 @@
 //! rustls's `WebPkiClientVerifier` and, when it says no, leaves the
 //! certificate's fingerprint, subject and issuer in a slot that belongs to the
 //! connection being accepted (a tokio task-local set by [`watch`]), so the
-//! failed handshake can be recorded with the identity that was tried.
+//! failed handshake can be recorded with the identity that was tried
+//! ([`super::handshake`] names the failure).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{AlertDescription, CertificateError, DigitallySignedStruct, DistinguishedName};
+use rustls::{DigitallySignedStruct, DistinguishedName};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::ca::sha1_fingerprint;
@@ -123,113 +124,4 @@ pub async fn watch<F: Future>(accept: F) -> (F::Output, Option<Presented>) {
     let output = PRESENTED.scope(slot.clone(), accept).await;
     let presented = slot.lock().expect("presented slot").take();
     (output, presented)
-}
-
-/// Why a handshake failed, as a fixed label, and whether it is worth a
-/// place in the boot history. Connections closed before a word or left
-/// silent (port probes, health checks) are only counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HandshakeFailure {
-    pub reason: &'static str,
-    pub record: bool,
-}
-
-impl HandshakeFailure {
-    pub const TIMEOUT: Self = Self {
-        reason: "timeout",
-        record: false,
-    };
-
-    pub fn of(err: &std::io::Error, presented: Option<&Presented>) -> Self {
-        let recorded = |reason| Self {
-            reason,
-            record: true,
-        };
-        let tls = presented.map(|p| &p.error).or_else(|| {
-            err.get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        let Some(tls) = tls else {
-            return Self {
-                reason: "closed",
-                record: false,
-            };
-        };
-        use rustls::Error as E;
-        recorded(match tls {
-            E::InvalidCertificate(cert) => match cert {
-                // Not issued by our CA: no issuer of that name, or one of
-                // the same name whose signature it does not carry (every
-                // bootgate CA of a given server name is called the same).
-                CertificateError::UnknownIssuer | CertificateError::BadSignature => "foreign-ca",
-                CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
-                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                    "not-yet-valid"
-                }
-                CertificateError::Revoked => "revoked",
-                _ => "bad-certificate",
-            },
-            E::AlertReceived(alert) => match alert {
-                // The machine did not trust our certificate: an image with
-                // an old CA list, or the wrong server.
-                AlertDescription::BadCertificate
-                | AlertDescription::UnknownCA
-                | AlertDescription::CertificateUnknown
-                | AlertDescription::UnsupportedCertificate
-                | AlertDescription::CertificateExpired
-                | AlertDescription::CertificateRevoked => "server-certificate-refused",
-                _ => "client-alert",
-            },
-            E::PeerIncompatible(_) | E::NoApplicationProtocol => "incompatible",
-            E::DecryptError => "decrypt-error",
-            _ => "protocol-error",
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn io(err: rustls::Error) -> std::io::Error {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, err)
-    }
-
-    #[test]
-    fn classifies_handshake_failures() {
-        let foreign = Presented {
-            fingerprint: "ab".into(),
-            subject: Some("CN=gw1".into()),
-            issuer: None,
-            error: rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
-        };
-        let generic = io(rustls::Error::General("x".into()));
-        assert_eq!(
-            HandshakeFailure::of(&generic, Some(&foreign)).reason,
-            "foreign-ca"
-        );
-        assert_eq!(
-            HandshakeFailure::of(
-                &io(rustls::Error::AlertReceived(AlertDescription::UnknownCA)),
-                None
-            )
-            .reason,
-            "server-certificate-refused"
-        );
-        let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "tls handshake eof");
-        assert_eq!(
-            HandshakeFailure::of(&eof, None),
-            HandshakeFailure {
-                reason: "closed",
-                record: false
-            }
-        );
-        let garbage = io(rustls::Error::InvalidMessage(
-            rustls::InvalidMessage::InvalidContentType,
-        ));
-        assert_eq!(
-            HandshakeFailure::of(&garbage, None).reason,
-            "protocol-error"
-        );
-    }
 }
