@@ -131,7 +131,7 @@ fn print(out: &mut impl Write, event: &Event, json: bool) -> Result<()> {
     if json {
         writeln!(out, "{}", serde_json::to_string(event)?)?;
     } else {
-        writeln!(out, "{}", line(event))?;
+        writeln!(out, "{}", line(event).trim_end())?;
     }
     Ok(())
 }
@@ -231,10 +231,9 @@ pub fn print_boot(out: &mut impl Write, detail: &BootDetail) -> Result<()> {
         writeln!(out, "  first failure: {failed}")?;
     }
     for e in &detail.requests {
-        writeln!(
-            out,
-            "  +{:>8.3}s  {:32}  {:>3}  {:>10}  {:>6} ms  {}",
-            e.time.since(b.started).as_secs_f64(),
+        let text = format!(
+            "  {:>9}  {:32}  {:>3}  {:>10}  {:>6} ms  {}",
+            format!("+{:.3}s", e.time.since(b.started).as_secs_f64()),
             format!(
                 "{} {}",
                 e.method.as_deref().unwrap_or("?"),
@@ -246,7 +245,8 @@ pub fn print_boot(out: &mut impl Write, detail: &BootDetail) -> Result<()> {
             e.failure_reason()
                 .map(|r| format!("failed: {r}"))
                 .unwrap_or_default()
-        )?;
+        );
+        writeln!(out, "{}", text.trim_end())?;
     }
     Ok(())
 }
