@@ -25,6 +25,98 @@ pub struct Config {
     /// How long a `$secrets_url` stays valid after the script that minted it.
     #[serde(default = "default_secrets_ttl")]
     pub secrets_ttl_secs: u64,
+    /// Address of the plain-HTTP admin listener (status page, `/metrics`,
+    /// history API), or `off`; `serve --admin-listen` overrides it.
+    #[serde(default)]
+    pub admin_listen: AdminListen,
+    /// Boot history: retention and boot grouping.
+    #[serde(default)]
+    pub events: EventsConfig,
+}
+
+/// Where the admin listener listens, if anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminListen {
+    Off,
+    At(SocketAddr),
+}
+
+impl Default for AdminListen {
+    /// Loopback only: the admin listener has no authentication.
+    fn default() -> Self {
+        Self::At(SocketAddr::from(([127, 0, 0, 1], 8444)))
+    }
+}
+
+impl std::str::FromStr for AdminListen {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        if s == "off" {
+            return Ok(Self::Off);
+        }
+        s.parse()
+            .map(Self::At)
+            .map_err(|_| anyhow::anyhow!("invalid admin address {s:?}: use IP:PORT or off"))
+    }
+}
+
+impl std::fmt::Display for AdminListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Off => f.write_str("off"),
+            Self::At(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
+impl Serialize for AdminListen {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for AdminListen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[events]` in bootgate.toml.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Events older than this many days are deleted.
+    pub retention_days: u64,
+    /// At most this many events are kept; the oldest go first.
+    pub max_events: u64,
+    /// A boot is settled (counted in the metrics as it stands) once its
+    /// machine has been quiet this long.
+    pub boot_settle_secs: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 30,
+            max_events: 100_000,
+            boot_settle_secs: 300,
+        }
+    }
+}
+
+impl EventsConfig {
+    pub fn retention(&self) -> crate::events::store::Retention {
+        crate::events::store::Retention {
+            max_age: Duration::from_secs(self.retention_days.saturating_mul(86_400)),
+            max_events: self.max_events,
+        }
+    }
+
+    pub fn boot_settle(&self) -> Duration {
+        Duration::from_secs(self.boot_settle_secs)
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -42,6 +134,8 @@ impl Config {
             listen,
             public_url: None,
             secrets_ttl_secs: default_secrets_ttl(),
+            admin_listen: AdminListen::default(),
+            events: EventsConfig::default(),
         }
     }
 
@@ -76,6 +170,12 @@ impl Config {
         }
         if self.secrets_ttl_secs == 0 {
             bail!("secrets_ttl_secs must be at least 1");
+        }
+        if self.events.retention_days == 0 || self.events.max_events == 0 {
+            bail!("[events] retention_days and max_events must be at least 1");
+        }
+        if self.events.boot_settle_secs == 0 {
+            bail!("[events] boot_settle_secs must be at least 1");
         }
         Ok(())
     }
@@ -116,6 +216,24 @@ mod tests {
         assert_eq!(config.public_url(), "https://[fd00::1]");
         config.public_url = Some("https://proxy.example.com/".into());
         assert_eq!(config.public_url(), "https://proxy.example.com");
+    }
+
+    #[test]
+    fn events_and_admin_settings_default_and_parse() {
+        let minimal: Config = toml::from_str("server_names = [\"a\"]").unwrap();
+        assert_eq!(minimal.admin_listen.to_string(), "127.0.0.1:8444");
+        assert_eq!(minimal.events, EventsConfig::default());
+        let set: Config = toml::from_str(
+            "server_names = [\"a\"]\nadmin_listen = \"off\"\n[events]\nmax_events = 5\n",
+        )
+        .unwrap();
+        assert_eq!(set.admin_listen, AdminListen::Off);
+        assert_eq!(set.events.max_events, 5);
+        assert_eq!(set.events.retention_days, 30);
+        assert!(
+            toml::from_str::<Config>("server_names = [\"a\"]\n[events]\nmax_event = 5\n").is_err()
+        );
+        assert!("nowhere".parse::<AdminListen>().is_err());
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! profiles/<name>/         a boot configuration many machines share
 //! assets/index.json        shared assets: name -> SHA-256
 //! assets/sha256/<hex>      each shared asset's content, stored once
+//! events/events.redb       boot history (written by the running server)
+//! events/admin.json        where the running server's admin listener is
 //! ```
 
 use std::fs::File;
@@ -114,6 +116,18 @@ impl DataDir {
     /// Content-addressed storage: each asset's bytes under their SHA-256.
     pub fn asset_blobs_dir(&self) -> PathBuf {
         self.assets_dir().join("sha256")
+    }
+
+    pub fn events_dir(&self) -> PathBuf {
+        self.root.join("events")
+    }
+    /// The boot history database; only one process opens it at a time.
+    pub fn events_db_path(&self) -> PathBuf {
+        self.events_dir().join("events.redb")
+    }
+    /// Written by `serve` while its admin listener runs, so the CLI can find it.
+    pub fn admin_info_path(&self) -> PathBuf {
+        self.events_dir().join("admin.json")
     }
 
     /// Takes the data directory's lock for a command that changes state, so two

@@ -5,6 +5,7 @@
 //! ([`server`]), the iPXE/boot-script rendering it serves ([`bootcfg`]), and
 //! the per-machine image builder ([`image`], on top of [`disk`]). Machines
 //! can share a boot configuration ([`profiles`]) and large files ([`assets`]).
+//! What machines did is recorded as boot history ([`events`]).
 
 pub mod assets;
 pub mod bootcfg;
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod datadir;
 pub mod disk;
+pub mod events;
 pub mod fsutil;
 pub mod image;
 pub mod logging;

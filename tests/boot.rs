@@ -133,6 +133,26 @@ fn try_boot(env: &Env, name: &str, image: &Path, platform: &str, extra: &[&str])
         .unwrap()
 }
 
+/// The machine's latest boot in the boot history, once `done` holds for it.
+fn last_boot(
+    env: &Env,
+    name: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut boot = serde_json::Value::Null;
+    wait_until(
+        "the boot history",
+        std::time::Duration::from_secs(10),
+        || {
+            let shown = env.ok(&["machine", "show", name, "--json", "--boots", "1"]);
+            let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+            boot = shown["boots"][0].clone();
+            done(&boot)
+        },
+    );
+    boot
+}
+
 fn keep_server_log(name: &str, server: &Server) {
     std::fs::write(
         logs_dir().join(format!("{name}.server.log")),
@@ -245,6 +265,22 @@ fn kernel_boot(name: &str, platform: &str, arch: &str, kernel: &str, console: &s
             "{path} not served to {name}:\n{log}"
         );
     }
+    // The boot history saw real iPXE's boot: script, kernel and initrd, with
+    // the chain URL's parameters.
+    let boot = last_boot(&env, name, |b| b["boot"]["files"].as_u64() >= Some(2));
+    assert_eq!(boot["boot"]["outcome"], "files-served", "{boot:#}");
+    assert_eq!(boot["boot"]["platform"], "efi", "{boot:#}");
+    assert_eq!(boot["boot"]["buildarch"], arch_of(platform), "{boot:#}");
+    assert_eq!(boot["boot"]["mac"], "52:54:00:12:34:56", "{boot:#}");
+}
+
+/// iPXE's `${buildarch}` on each EFI platform.
+fn arch_of(platform: &str) -> &'static str {
+    match platform {
+        "x86_64-efi" => "x86_64",
+        "arm64-efi" => "arm64",
+        other => panic!("no build architecture known for {other}"),
+    }
 }
 
 #[test]
@@ -338,6 +374,9 @@ fn a_revoked_machine_never_reaches_the_kernel() {
             .any(|l| l.contains(&format!("machine=\"{name}\"")) && l.contains("status=403")),
         "{log}"
     );
+    let boot = last_boot(&env, name, |b| !b.is_null());
+    assert_eq!(boot["boot"]["outcome"], "failed", "{boot:#}");
+    assert_eq!(boot["boot"]["reason"], "revoked", "{boot:#}");
 }
 
 #[test]
@@ -355,5 +394,30 @@ fn without_the_ca_variable_tls_fails() {
     assert!(
         !server.log_text().contains("/boot/ipxe"),
         "no request may get through"
+    );
+    // What the server saw: iPXE sends its hello, then hangs up without an
+    // alert when it does not trust the server certificate.
+    let mut events = String::new();
+    let mut refused: Vec<serde_json::Value> = Vec::new();
+    wait_until(
+        "a failed handshake in the history",
+        std::time::Duration::from_secs(10),
+        || {
+            events = env.ok(&["events", "--json"]);
+            refused = events
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .filter(|e: &serde_json::Value| e["kind"] == "handshake")
+                .collect();
+            !refused.is_empty()
+        },
+    );
+    assert!(
+        !refused.is_empty(),
+        "no failed handshake recorded:\n{events}"
+    );
+    assert!(
+        refused.iter().all(|e| e["reason"] == "client-hung-up"),
+        "{events}"
     );
 }

@@ -1,12 +1,18 @@
 //! `bootgate machine add | adopt | list | show | revoke | set-profile`.
+//! `list` and `show` add what the boot history knows: last seen, last boot.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
+use super::events::{SourceArgs, print_boot};
 use crate::datadir::DataDir;
+use crate::events::duration::ago;
+use crate::events::reader::History;
+use crate::events::{Boot, BootDetail, MachineSeen, Timestamp};
 use crate::machines;
 use crate::names::ProfileName;
 use crate::registry::{Machine, MachineName, Registry};
@@ -61,6 +67,8 @@ pub struct ListArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    source: SourceArgs,
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +77,11 @@ pub struct ShowArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// How many of its latest boots to show, with their requests.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    boots: usize,
+    #[command(flatten)]
+    source: SourceArgs,
 }
 
 #[derive(Debug, Args)]
@@ -116,7 +129,17 @@ pub fn run(dir: &DataDir, cmd: MachineCommand) -> Result<()> {
         }
         MachineCommand::List(args) => {
             let registry = Registry::load(&dir)?;
-            let views: Vec<_> = registry.machines().iter().map(View::of).collect();
+            let seen = history(&dir, &args.source)
+                .and_then(|h| h.machines())
+                .unwrap_or_else(|err| {
+                    eprintln!("warning: boot history unavailable: {err:#}");
+                    Vec::new()
+                });
+            let views: Vec<_> = registry
+                .machines()
+                .iter()
+                .map(|m| View::of(m, seen.iter().find(|s| s.machine == m.name.as_ref())))
+                .collect();
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&views)?);
             } else {
@@ -125,11 +148,24 @@ pub fn run(dir: &DataDir, cmd: MachineCommand) -> Result<()> {
         }
         MachineCommand::Show(args) => {
             let registry = Registry::load(&dir)?;
-            let view = View::of(registry.require(&args.name)?);
+            let machine = registry.require(&args.name)?;
+            let (seen, boots) = match history(&dir, &args.source).and_then(|h| {
+                let seen = h.machines()?.into_iter().find(|s| s.machine == args.name);
+                Ok((seen, h.boots(&args.name, args.boots)?))
+            }) {
+                Ok(found) => found,
+                Err(err) => {
+                    eprintln!("warning: boot history unavailable: {err:#}");
+                    (None, Vec::new())
+                }
+            };
+            let view = View::of(machine, seen.as_ref());
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&view)?);
+                let shown = Shown { view, boots };
+                println!("{}", serde_json::to_string_pretty(&shown)?);
             } else {
                 print_details(&dir, &view);
+                print_boots(&boots)?;
             }
         }
         MachineCommand::SetProfile(args) => {
@@ -182,12 +218,26 @@ struct View<'a> {
     revoked: bool,
     revoked_at: Option<&'a str>,
     profile: Option<&'a str>,
-    /// Not recorded yet: filled in once boot history exists.
-    last_seen: Option<&'a str>,
+    /// From the boot history: its latest request, where from, its latest boot.
+    last_seen: Option<Timestamp>,
+    last_address: Option<&'a str>,
+    last_boot: Option<&'a Boot>,
+}
+
+/// What `show --json` prints: the machine and its latest boots.
+#[derive(Debug, Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    view: View<'a>,
+    boots: Vec<BootDetail>,
+}
+
+fn history(dir: &DataDir, source: &SourceArgs) -> Result<History> {
+    source.open(dir)
 }
 
 impl<'a> View<'a> {
-    fn of(m: &'a Machine) -> Self {
+    fn of(m: &'a Machine, seen: Option<&'a MachineSeen>) -> Self {
         Self {
             name: m.name.as_ref(),
             fingerprint: &m.fingerprint,
@@ -200,12 +250,15 @@ impl<'a> View<'a> {
             revoked: m.is_revoked(),
             revoked_at: m.revoked_at.as_deref(),
             profile: m.profile.as_ref().map(AsRef::as_ref),
-            last_seen: None,
+            last_seen: seen.map(|s| s.last_seen),
+            last_address: seen.map(|s| s.last_peer.as_str()),
+            last_boot: seen.and_then(|s| s.last_boot.as_ref()),
         }
     }
 }
 
 fn print_table(views: &[View]) {
+    let now = Timestamp::now();
     let width = views.iter().map(|v| v.name.len()).max().unwrap_or(4).max(4);
     let pwidth = views
         .iter()
@@ -213,18 +266,29 @@ fn print_table(views: &[View]) {
         .max()
         .unwrap_or(7)
         .max(7);
+    let rows: Vec<_> = views
+        .iter()
+        .map(|v| {
+            let seen = v.last_seen.map_or("never".into(), |t| ago(now.since(t)));
+            let boot = v.last_boot.map_or("-".into(), |b| {
+                format!("{} {}", b.outcome_text(), ago(now.since(b.started)))
+            });
+            (v, seen, boot)
+        })
+        .collect();
+    let bwidth = rows.iter().map(|r| r.2.len()).max().unwrap_or(9).max(9);
     println!(
-        "{:width$}  {:40}  {:20}  {:pwidth$}  STATUS",
-        "NAME", "FINGERPRINT", "NOT AFTER", "PROFILE"
+        "{:width$}  {:7}  {:pwidth$}  {:9}  {:bwidth$}  {:21}  FINGERPRINT",
+        "NAME", "STATUS", "PROFILE", "LAST SEEN", "LAST BOOT", "ADDRESS"
     );
-    for v in views {
+    for (v, seen, boot) in rows {
         let status = if v.revoked { "revoked" } else { "active" };
         println!(
-            "{:width$}  {:40}  {:20}  {:pwidth$}  {status}",
+            "{:width$}  {status:7}  {:pwidth$}  {seen:9}  {boot:bwidth$}  {:21}  {}",
             v.name,
+            v.profile.unwrap_or("-"),
+            v.last_address.unwrap_or("-"),
             v.fingerprint,
-            v.not_after,
-            v.profile.unwrap_or("-")
         );
     }
 }
@@ -242,7 +306,22 @@ fn print_details(dir: &DataDir, v: &View) {
         Some(at) => println!("status:      revoked at {at}"),
         None => println!("status:      active"),
     }
-    println!("last seen:   {}", v.last_seen.unwrap_or("never recorded"));
+    let now = Timestamp::now();
+    match (v.last_seen, v.last_address) {
+        (Some(at), Some(from)) => println!(
+            "last seen:   {} UTC ({}) from {from}",
+            at.display_secs(),
+            ago(now.since(at))
+        ),
+        _ => println!("last seen:   never recorded"),
+    }
+    if let Some(boot) = v.last_boot {
+        println!(
+            "last boot:   {} UTC, {}",
+            boot.started.display_secs(),
+            boot.outcome_text()
+        );
+    }
     println!("profile:     {}", v.profile.unwrap_or("-"));
     let absent = match v.profile {
         _ if files.is_dir() => "",
@@ -250,4 +329,17 @@ fn print_details(dir: &DataDir, v: &View) {
         None => " (absent: serves files/default/)",
     };
     println!("files:       {}{absent}", files.display());
+}
+
+fn print_boots(boots: &[BootDetail]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if boots.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(out, "latest boots, newest first:")?;
+    for boot in boots {
+        print_boot(&mut out, boot)?;
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod asset;
 mod boot_try;
+mod events;
 pub mod image;
 mod init;
 mod machine;
@@ -52,6 +53,8 @@ pub enum Command {
     /// Kernels, initramfs images and device trees stored once for all machines.
     #[command(subcommand)]
     Asset(asset::AssetCommand),
+    /// Boot history: every request machines made, and failed TLS handshakes.
+    Events(events::EventsArgs),
 }
 
 impl Cli {
@@ -65,6 +68,7 @@ impl Cli {
             Command::Try(args) => boot_try::run(&dir, args),
             Command::Profile(cmd) => profile::run(&dir, cmd),
             Command::Asset(cmd) => asset::run(&dir, cmd),
+            Command::Events(args) => events::run(&dir, args),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::config::Config;
+use crate::config::{AdminListen, Config};
 use crate::datadir::DataDir;
 use crate::server::Server;
 use crate::setup::{self, CaSource, InitOptions, ServerCertSource};
@@ -15,6 +15,12 @@ pub struct ServeArgs {
     /// Address to listen on (default: `listen` from bootgate.toml).
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Address of the plain-HTTP admin listener (status page, /metrics, boot
+    /// history API), or `off` (default: `admin_listen` from bootgate.toml,
+    /// 127.0.0.1:8444). It has no authentication: keep it on loopback or a
+    /// management network.
+    #[arg(long, value_name = "ADDR|off")]
+    admin_listen: Option<AdminListen>,
 }
 
 /// Where a first `bootgate serve` without a data directory listens.
@@ -38,6 +44,7 @@ pub fn run(dir: &DataDir, args: ServeArgs) -> Result<()> {
     let dir = DataDir::open(dir.root())?;
     let config = Config::load(&dir)?;
     let listen = args.listen.unwrap_or(config.listen);
+    let admin_listen = args.admin_listen.unwrap_or(config.admin_listen);
     let server = Server::new(dir.clone(), config)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -46,6 +53,16 @@ pub fn run(dir: &DataDir, args: ServeArgs) -> Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let listener = server.bind(listen).await?;
+        let admin = match admin_listen {
+            AdminListen::Off => None,
+            AdminListen::At(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| {
+                        format!("listening on {addr} (admin; choose another with --admin-listen ADDR, or off)")
+                    })?,
+            ),
+        };
         tracing::info!(
             "serving {} machine(s) from {} on https://{} (public URL {})",
             server.machine_count(),
@@ -53,7 +70,24 @@ pub fn run(dir: &DataDir, args: ServeArgs) -> Result<()> {
             listener.local_addr()?,
             server.public_url()
         );
-        server.run(listener, shutdown_signal()).await
+        let _announced = match &admin {
+            Some(admin) => {
+                let addr = admin.local_addr()?;
+                if !addr.ip().is_loopback() {
+                    tracing::warn!(
+                        "the admin listener on {addr} has no authentication and is reachable from other hosts"
+                    );
+                }
+                tracing::info!("status page and metrics on http://{addr}/ (admin listener)");
+                Some(crate::server::announce_admin(&dir, addr)?)
+            }
+            None => {
+                // A stale file from a killed server must not send readers astray.
+                let _ = std::fs::remove_file(dir.admin_info_path());
+                None
+            }
+        };
+        server.run(listener, admin, shutdown_signal()).await
     })
 }
 

@@ -44,7 +44,7 @@ pub async fn log_request(
     response
 }
 
-fn loggable_path(path: &str) -> String {
+pub(super) fn loggable_path(path: &str) -> String {
     let shown = if path.starts_with("/secrets/") {
         "/secrets/<token>"
     } else {

@@ -34,11 +34,29 @@ impl Refusal {
             Refusal::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
+
+    /// A short, fixed name for the boot history and metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::NoCertificate => "no-certificate",
+            Refusal::UnknownCertificate => "unknown-certificate",
+            Refusal::Revoked(_) => "revoked",
+            Refusal::NotFound => "not-found",
+            Refusal::BadRequest(_) => "bad-request",
+            Refusal::RangeNotSatisfiable { .. } => "range-not-satisfiable",
+            Refusal::Internal => "internal",
+        }
+    }
 }
+
+/// Attached to every refusal's response, for the boot history.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused(pub &'static str);
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let mut response = (self.status(), format!("{self}\n")).into_response();
+        response.extensions_mut().insert(Refused(self.reason()));
         if let Refusal::RangeNotSatisfiable { len } = self {
             response.headers_mut().insert(
                 http::header::CONTENT_RANGE,

@@ -1,5 +1,7 @@
-//! The boot server: one HTTPS listener for machines. This module owns sockets
-//! and connections; TLS settings live in [`tls`], routes in [`routes`].
+//! The boot server: one HTTPS listener for machines, and a plain-HTTP admin
+//! listener for people and Prometheus ([`admin`]). This module owns sockets
+//! and connections; TLS settings live in [`tls`], routes in [`routes`], the
+//! boot history and metrics in [`telemetry`].
 //!
 //! Every connection is bounded in time: the TLS handshake and the request
 //! headers must arrive within [`HANDSHAKE_TIMEOUT`], and a connection that
@@ -7,24 +9,31 @@
 //! slow or vanished clients cost nothing lasting.
 
 mod access_log;
+mod admin;
 mod assets;
 mod boot;
 mod error;
 mod files;
+mod handshake;
 mod identity;
+mod metrics;
 mod paths;
+mod record;
 mod resolve;
 mod routes;
 mod secrets;
 mod state;
+mod telemetry;
 mod tls;
+mod verifier;
 
+pub use admin::announce as announce_admin;
 pub use boot::{VARS_FILE, parse_vars};
 pub use identity::Peer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -35,6 +44,9 @@ use tower::ServiceExt;
 use crate::ca::sha1_fingerprint;
 use crate::config::Config;
 use crate::datadir::DataDir;
+use crate::events::Timestamp;
+use handshake::{HandshakeFailure, ReadCount};
+use telemetry::Telemetry;
 
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -45,6 +57,7 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub struct Server {
     state: Arc<state::AppState>,
     tls: TlsAcceptor,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Server {
@@ -52,8 +65,14 @@ impl Server {
     /// a broken data directory fails before any socket is bound.
     pub fn new(dir: DataDir, config: Config) -> Result<Self> {
         let tls = TlsAcceptor::from(tls::server_config(&dir)?);
-        let state = Arc::new(state::AppState::new(dir, config)?);
-        Ok(Self { state, tls })
+        let events = config.events.clone();
+        let state = Arc::new(state::AppState::new(dir.clone(), config)?);
+        let telemetry = Arc::new(Telemetry::open(&dir, &events)?);
+        Ok(Self {
+            state,
+            tls,
+            telemetry,
+        })
     }
 
     pub fn public_url(&self) -> &str {
@@ -70,14 +89,44 @@ impl Server {
             .with_context(|| format!("listening on {listen}"))
     }
 
-    /// Serves connections until `shutdown` completes.
+    /// Serves connections until `shutdown` completes, and the admin listener
+    /// alongside if given; then writes out the boot history still queued.
     pub async fn run(
         self,
+        listener: TcpListener,
+        admin: Option<TcpListener>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
+        let admin = admin.map(|listener| {
+            let router = admin::router(self.state.clone(), self.telemetry.clone());
+            tokio::spawn(async move {
+                if let Err(err) = axum::serve(listener, router).await {
+                    tracing::error!("admin listener failed: {err}");
+                }
+            })
+        });
+        let result = self.serve_machines(listener, shutdown).await;
+        if let Some(admin) = admin {
+            admin.abort();
+        }
+        let telemetry = self.telemetry.clone();
+        tokio::task::spawn_blocking(move || telemetry.recorder.close())
+            .await
+            .context("closing the boot history")?;
+        result
+    }
+
+    async fn serve_machines(
+        &self,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<()> {
         let router = routes::router(self.state.clone())
-            .layer(axum::middleware::from_fn(access_log::log_request));
+            .layer(axum::middleware::from_fn(access_log::log_request))
+            .layer(axum::middleware::from_fn_with_state(
+                self.telemetry.clone(),
+                record::record_request,
+            ));
         tokio::pin!(shutdown);
         loop {
             let (stream, addr) = tokio::select! {
@@ -94,8 +143,9 @@ impl Server {
             };
             let tls = self.tls.clone();
             let router = router.clone();
+            let telemetry = self.telemetry.clone();
             tokio::spawn(async move {
-                if let Err(err) = serve_connection(stream, addr, tls, router).await {
+                if let Err(err) = serve_connection(stream, addr, tls, router, telemetry).await {
                     tracing::debug!(peer = %addr, "connection ended: {err}");
                 }
             });
@@ -108,16 +158,27 @@ async fn serve_connection(
     addr: SocketAddr,
     tls: TlsAcceptor,
     router: axum::Router,
+    telemetry: Arc<Telemetry>,
 ) -> Result<()> {
+    let _open = telemetry.metrics.connection_opened();
+    let (time, began) = (Timestamp::now(), Instant::now());
     stream.set_nodelay(true)?;
-    let tls_stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(err)) => {
-            tracing::info!(peer = %addr, "TLS handshake failed: {err}");
+    let (stream, client_bytes) = ReadCount::new(stream);
+    let accept = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream));
+    let tls_stream = match verifier::watch(accept).await {
+        (Ok(Ok(s)), _) => s,
+        (Ok(Err(err)), presented) => {
+            let sent = client_bytes.load(std::sync::atomic::Ordering::Relaxed);
+            let failure = HandshakeFailure::of(&err, presented.as_ref(), sent);
+            tracing::info!(peer = %addr, reason = failure.reason, "TLS handshake failed: {err}");
+            telemetry.handshake_failed(addr, time, began, failure, presented);
             return Ok(());
         }
-        Err(_) => {
+        (Err(_), _) => {
             tracing::info!(peer = %addr, "TLS handshake timed out");
+            let sent = client_bytes.load(std::sync::atomic::Ordering::Relaxed);
+            let failure = HandshakeFailure::timeout(sent);
+            telemetry.handshake_failed(addr, time, began, failure, None);
             return Ok(());
         }
     };

@@ -61,6 +61,10 @@ impl Index {
     pub fn len(&self) -> usize {
         self.by_fingerprint.len()
     }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Machine>> {
+        self.by_fingerprint.values()
+    }
 }
 
 /// What identifies one version of a file that is only ever replaced whole.

@@ -2,7 +2,8 @@
 //! speaks) and 1.3, RSA server certificate, and client certificates verified
 //! against the CA but optional at the TLS level. A certificate from another CA
 //! fails the handshake; a connection without one reaches the handlers, which
-//! answer 403 (and `/secrets`, which needs no certificate, works).
+//! answer 403 (and `/secrets`, which needs no certificate, works). The
+//! verifier is wrapped so a refused certificate is recorded ([`super::verifier`]).
 
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ pub fn server_config(dir: &DataDir) -> Result<Arc<rustls::ServerConfig>> {
         .allow_unauthenticated()
         .build()
         .context("building the client-certificate verifier")?;
+    let verifier = Arc::new(super::verifier::RecordingVerifier::new(verifier));
 
     let chain = ca::chain_from_pem(&read(&dir.server_cert_path())?)
         .with_context(|| format!("reading {}", dir.server_cert_path().display()))?;

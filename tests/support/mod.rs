@@ -144,6 +144,8 @@ pub struct Server {
     pub child: Child,
     pub log: PathBuf,
     pub addr: SocketAddr,
+    /// The admin listener (a free port, unless `extra` chose one or `off`).
+    pub admin: Option<SocketAddr>,
 }
 
 impl Server {
@@ -151,6 +153,15 @@ impl Server {
         let log = env.tmp.path().join(format!("serve-{}.log", free_port()));
         let mut args = vec!["serve"];
         args.extend_from_slice(extra);
+        // Tests run side by side: never the default admin port.
+        let admin_arg = format!("127.0.0.1:{}", free_port());
+        let admin = match extra.iter().position(|a| *a == "--admin-listen") {
+            Some(i) => extra[i + 1].parse().ok(),
+            None => {
+                args.extend_from_slice(&["--admin-listen", &admin_arg]);
+                admin_arg.parse().ok()
+            }
+        };
         let child = env
             .command(&args)
             .env("BOOTGATE_LOG", "info")
@@ -162,6 +173,7 @@ impl Server {
             child,
             log,
             addr: SocketAddr::from(([127, 0, 0, 1], env.port)),
+            admin,
         };
         server.wait_ready();
         server
@@ -169,13 +181,19 @@ impl Server {
 
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
+        let up = |addr: &SocketAddr| std::net::TcpStream::connect(addr).is_ok();
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(self.addr).is_ok() {
+            if up(&self.addr) && self.admin.as_ref().is_none_or(up) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("server did not start; log:\n{}", self.log_text());
+    }
+
+    /// GET on the admin listener: (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        http_get(self.admin.expect("admin listener on"), path)
     }
 
     pub fn log_text(&self) -> String {
@@ -360,6 +378,29 @@ impl Client {
                 body,
             })
         })
+    }
+}
+
+/// A plain-HTTP/1.0 GET: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let answer = read_to_string(stream);
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+/// Polls `condition` until it holds, or fails naming `what`.
+pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

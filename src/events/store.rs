@@ -1,0 +1,589 @@
+//! The event store: one redb file, `events/events.redb` in the data directory.
+//!
+//! redb lets one process open a database at a time (an exclusive file lock; a
+//! read-only open takes a shared one). The server opens it for writing when it
+//! starts and keeps it; its admin listener answers reads for everyone else.
+//! Without a running server, the CLI opens the file read-only itself.
+//!
+//! Every commit is durable (fsync) and saves redb's allocator state
+//! ("quick repair"), so after a `kill -9` the file opens at once, read-only
+//! too, with every committed batch in it.
+//!
+//! Tables (values are the JSON of the [`model`](super::model) types):
+//!
+//! ```text
+//! events            id -> Event               ids grow with time: id >= time in µs
+//! events_by_machine (machine, id) -> ()
+//! boots             boot id -> Boot           a boot's id is its /boot/ipxe event's
+//! boots_by_machine  (machine, boot id) -> ()
+//! machines          machine -> MachineSeen    last seen, last address, last boot
+//! meta              "last_id" -> u64
+//! ```
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use redb::{
+    Database, DatabaseError, Durability, ReadOnlyDatabase, ReadTransaction, ReadableDatabase,
+    ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
+
+use super::boots::Changes;
+use super::model::{Boot, BootDetail, Event, EventQuery, MachineSeen, Timestamp};
+
+const EVENTS: TableDefinition<u64, &str> = TableDefinition::new("events");
+const EVENTS_BY_MACHINE: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("events_by_machine");
+const BOOTS: TableDefinition<u64, &str> = TableDefinition::new("boots");
+const BOOTS_BY_MACHINE: TableDefinition<(&str, u64), ()> = TableDefinition::new("boots_by_machine");
+const MACHINES: TableDefinition<&str, &str> = TableDefinition::new("machines");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Most events removed by one commit, so shrinking the retention of a full
+/// store spreads the work over several commits instead of one long one.
+const TRIM_BATCH: usize = 5000;
+
+/// How long history is kept: whichever limit is reached first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_events: u64,
+}
+
+/// The store, opened for writing by the one process that records.
+pub struct Store {
+    db: Database,
+}
+
+/// What a commit did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub events: usize,
+    pub trimmed: usize,
+}
+
+impl Store {
+    /// Opens (or creates) the store for writing, waiting up to `wait` for a
+    /// reader (`bootgate events` without a server) to let go of it.
+    pub fn open(path: &Path, wait: Duration) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let deadline = Instant::now() + wait;
+        let db = loop {
+            match Database::builder().create(path) {
+                Ok(db) => break db,
+                Err(DatabaseError::DatabaseAlreadyOpen) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(DatabaseError::DatabaseAlreadyOpen) => bail!(
+                    "{} is in use by another process (another `bootgate serve` on this data directory?)",
+                    path.display()
+                ),
+                Err(err) => {
+                    return Err(err).with_context(|| format!("opening {}", path.display()));
+                }
+            }
+        };
+        let store = Self { db };
+        // Create every table, so read-only opens find them all.
+        let txn = store.begin_write()?;
+        txn.open_table(EVENTS)?;
+        txn.open_table(EVENTS_BY_MACHINE)?;
+        txn.open_table(BOOTS)?;
+        txn.open_table(BOOTS_BY_MACHINE)?;
+        txn.open_table(MACHINES)?;
+        txn.open_table(META)?;
+        txn.commit()?;
+        Ok(store)
+    }
+
+    fn begin_write(&self) -> Result<WriteTransaction> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.set_quick_repair(true);
+        Ok(txn)
+    }
+
+    pub fn reader(&self) -> Result<Reader> {
+        Ok(Reader {
+            txn: self.db.begin_read()?,
+        })
+    }
+
+    /// Writes events (ids already assigned) and the boots they changed in one
+    /// durable commit, then applies retention.
+    pub fn write(
+        &self,
+        events: &[Event],
+        changes: &Changes,
+        retention: Retention,
+        now: Timestamp,
+    ) -> Result<Written> {
+        let txn = self.begin_write()?;
+        let mut written = Written::default();
+        {
+            let mut table = txn.open_table(EVENTS)?;
+            let mut by_machine = txn.open_table(EVENTS_BY_MACHINE)?;
+            let mut machines = txn.open_table(MACHINES)?;
+            let mut seen: HashMap<String, MachineSeen> = HashMap::new();
+            for event in events {
+                table.insert(event.id, serde_json::to_string(event)?.as_str())?;
+                written.events += 1;
+                let Some(machine) = &event.machine else {
+                    continue;
+                };
+                by_machine.insert((machine.as_str(), event.id), ())?;
+                let entry = match seen.get_mut(machine) {
+                    Some(entry) => entry,
+                    None => {
+                        let stored = get_json::<MachineSeen>(&machines, machine.as_str())?;
+                        let entry = stored.unwrap_or_else(|| MachineSeen {
+                            machine: machine.clone(),
+                            fingerprint: String::new(),
+                            last_seen: Timestamp::default(),
+                            last_peer: String::new(),
+                            last_boot: None,
+                        });
+                        seen.entry(machine.clone()).or_insert(entry)
+                    }
+                };
+                if event.time >= entry.last_seen {
+                    entry.last_seen = event.time;
+                    entry.last_peer = event.peer.clone();
+                    if let Some(fp) = &event.fingerprint {
+                        entry.fingerprint = fp.clone();
+                    }
+                }
+            }
+
+            let mut boots = txn.open_table(BOOTS)?;
+            let mut boots_by_machine = txn.open_table(BOOTS_BY_MACHINE)?;
+            for boot in changes.updated.values() {
+                boots.insert(boot.id, serde_json::to_string(boot)?.as_str())?;
+                boots_by_machine.insert((boot.machine.as_str(), boot.id), ())?;
+                let entry = match seen.get_mut(&boot.machine) {
+                    Some(entry) => entry,
+                    None => match get_json::<MachineSeen>(&machines, boot.machine.as_str())? {
+                        Some(stored) => seen.entry(boot.machine.clone()).or_insert(stored),
+                        None => continue,
+                    },
+                };
+                if entry
+                    .last_boot
+                    .as_ref()
+                    .is_none_or(|last| last.id <= boot.id)
+                {
+                    entry.last_boot = Some(boot.clone());
+                }
+            }
+            for (name, entry) in &seen {
+                machines.insert(name.as_str(), serde_json::to_string(entry)?.as_str())?;
+            }
+            drop((by_machine, boots_by_machine, boots));
+
+            if let Some(last) = events.iter().map(|e| e.id).max() {
+                let mut meta = txn.open_table(META)?;
+                let previous = meta.get("last_id")?.map_or(0, |v| v.value());
+                meta.insert("last_id", last.max(previous))?;
+            }
+            drop(table);
+            written.trimmed = trim(&txn, retention, now)?;
+        }
+        txn.commit()?;
+        Ok(written)
+    }
+
+    /// The largest event id ever written (0 for a new store).
+    pub fn last_id(&self) -> Result<u64> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get("last_id")?.map_or(0, |v| v.value()))
+    }
+}
+
+/// Removes the oldest events past either limit (and the boots they began).
+fn trim(txn: &WriteTransaction, retention: Retention, now: Timestamp) -> Result<usize> {
+    let cutoff = now.saturating_sub(retention.max_age).as_micros();
+    let mut events = txn.open_table(EVENTS)?;
+    let mut by_machine = txn.open_table(EVENTS_BY_MACHINE)?;
+    let mut boots = txn.open_table(BOOTS)?;
+    let mut boots_by_machine = txn.open_table(BOOTS_BY_MACHINE)?;
+    let mut removed = 0;
+    while removed < TRIM_BATCH {
+        let len = events.len()?;
+        let Some(first) = events.first()?.map(|(k, _)| k.value()) else {
+            break;
+        };
+        // `id >= time`, so an id before the cutoff is an event before it.
+        if len <= retention.max_events && first >= cutoff {
+            break;
+        }
+        let Some((_, json)) = events.pop_first()? else {
+            break;
+        };
+        let event: Event = serde_json::from_str(json.value())?;
+        drop(json);
+        if let Some(machine) = &event.machine {
+            by_machine.remove((machine.as_str(), event.id))?;
+            if event.boot == Some(event.id) {
+                boots.remove(event.id)?;
+                boots_by_machine.remove((machine.as_str(), event.id))?;
+            }
+        }
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+fn get_json<T: serde::de::DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static str>,
+    key: &str,
+) -> Result<Option<T>> {
+    match table.get(key)? {
+        Some(value) => Ok(Some(serde_json::from_str(value.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// The store opened by a process that only reads it.
+pub enum ReadOnly {
+    Store(Box<dyn ReadableDatabase + Send + Sync>),
+    /// The server (or another writer) holds it: ask its admin listener.
+    Busy,
+    /// Never written: no server has run on this data directory yet.
+    Missing,
+}
+
+impl ReadOnly {
+    pub fn open(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Ok(Self::Missing);
+        }
+        match ReadOnlyDatabase::open(path) {
+            Ok(db) => Ok(Self::Store(Box::new(db))),
+            Err(DatabaseError::DatabaseAlreadyOpen) => Ok(Self::Busy),
+            // Written without quick repair (not by us) and not closed cleanly:
+            // only a writable open can repair it, which nobody else holds now.
+            Err(DatabaseError::RepairAborted) => match Database::open(path) {
+                Ok(db) => Ok(Self::Store(Box::new(db))),
+                Err(DatabaseError::DatabaseAlreadyOpen) => Ok(Self::Busy),
+                Err(err) => Err(err).with_context(|| format!("repairing {}", path.display())),
+            },
+            Err(err) => Err(err).with_context(|| format!("opening {}", path.display())),
+        }
+    }
+}
+
+/// Opens a snapshot of a read-only store.
+pub fn read(db: &(dyn ReadableDatabase + Send + Sync)) -> Result<Reader> {
+    Ok(Reader {
+        txn: db.begin_read()?,
+    })
+}
+
+/// A consistent snapshot of the store, for queries.
+pub struct Reader {
+    txn: ReadTransaction,
+}
+
+impl Reader {
+    pub fn event_count(&self) -> Result<u64> {
+        Ok(self.txn.open_table(EVENTS)?.len()?)
+    }
+
+    /// Events matching `query`, oldest first (the newest `limit` of them).
+    pub fn events(&self, query: &EventQuery) -> Result<Vec<Event>> {
+        let since = query.since.map_or(0, Timestamp::as_micros);
+        let after = query.after.map_or(0, |a| a.saturating_add(1));
+        let from = since.max(after);
+        let limit = query.limit.unwrap_or(usize::MAX);
+        let events = self.txn.open_table(EVENTS)?;
+        let keep = |e: &Event| e.time.as_micros() >= since;
+        let mut out = Vec::new();
+        match &query.machine {
+            Some(machine) => {
+                let index = self.txn.open_table(EVENTS_BY_MACHINE)?;
+                for entry in index
+                    .range((machine.as_str(), from)..=(machine.as_str(), u64::MAX))?
+                    .rev()
+                {
+                    if out.len() >= limit {
+                        break;
+                    }
+                    let id = entry?.0.value().1;
+                    if let Some(json) = events.get(id)? {
+                        let event: Event = serde_json::from_str(json.value())?;
+                        if keep(&event) {
+                            out.push(event);
+                        }
+                    }
+                }
+            }
+            None => {
+                for entry in events.range(from..)?.rev() {
+                    if out.len() >= limit {
+                        break;
+                    }
+                    let event: Event = serde_json::from_str(entry?.1.value())?;
+                    if keep(&event) {
+                        out.push(event);
+                    }
+                }
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Every machine that has made a request, by name.
+    pub fn machines(&self) -> Result<Vec<MachineSeen>> {
+        let table = self.txn.open_table(MACHINES)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            out.push(serde_json::from_str(entry?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn machine(&self, name: &str) -> Result<Option<MachineSeen>> {
+        get_json(&self.txn.open_table(MACHINES)?, name)
+    }
+
+    /// A machine's latest `limit` boots, newest first, each with its requests.
+    pub fn boots(&self, machine: &str, limit: usize) -> Result<Vec<BootDetail>> {
+        let index = self.txn.open_table(BOOTS_BY_MACHINE)?;
+        let boots = self.txn.open_table(BOOTS)?;
+        let events = self.txn.open_table(EVENTS)?;
+        let by_machine = self.txn.open_table(EVENTS_BY_MACHINE)?;
+        let mut out = Vec::new();
+        for entry in index.range((machine, 0)..=(machine, u64::MAX))?.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let id = entry?.0.value().1;
+            let Some(json) = boots.get(id)? else {
+                continue;
+            };
+            let boot: Boot = serde_json::from_str(json.value())?;
+            // Its requests follow it; a few may come after the next boot's
+            // script (a download that outlived it), so look a little further.
+            let mut requests = Vec::new();
+            let scan = boot.requests as usize + 256;
+            for entry in by_machine
+                .range((machine, id)..=(machine, u64::MAX))?
+                .take(scan)
+            {
+                let event_id = entry?.0.value().1;
+                let Some(json) = events.get(event_id)? else {
+                    continue;
+                };
+                let event: Event = serde_json::from_str(json.value())?;
+                if event.boot == Some(id) {
+                    requests.push(event);
+                    if requests.len() >= boot.requests as usize {
+                        break;
+                    }
+                }
+            }
+            out.push(BootDetail { boot, requests });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::boots::BootTracker;
+    use crate::events::model::{Kind, Outcome};
+
+    const KEEP_ALL: Retention = Retention {
+        max_age: Duration::from_secs(30 * 86400),
+        max_events: 100_000,
+    };
+
+    fn at(secs: u64) -> Timestamp {
+        Timestamp::from_micros(1_700_000_000_000_000 + secs * 1_000_000)
+    }
+
+    fn request(secs: u64, machine: &str, path: &str) -> Event {
+        let mut e = Event::new(Kind::Request, at(secs), "192.0.2.7:4000".into());
+        e.id = at(secs).as_micros();
+        e.machine = Some(machine.into());
+        e.fingerprint = Some(format!("fp-{machine}"));
+        e.method = Some("GET".into());
+        e.path = Some(path.into());
+        e.status = Some(200);
+        e.bytes = 10;
+        e
+    }
+
+    /// Records events the way the writer does: boots assigned, one commit.
+    fn record(
+        store: &Store,
+        tracker: &mut BootTracker,
+        mut events: Vec<Event>,
+        retention: Retention,
+        now: Timestamp,
+    ) -> Written {
+        let mut changes = Changes::default();
+        for e in &mut events {
+            tracker.assign(e, &mut changes);
+        }
+        store.write(&events, &changes, retention, now).unwrap()
+    }
+
+    #[test]
+    fn events_boots_and_machines_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("e.redb"), Duration::ZERO).unwrap();
+        let mut tracker = BootTracker::new(Duration::from_secs(300));
+        let mut refused = Event::new(Kind::Handshake, at(0), "192.0.2.9:1".into());
+        refused.id = at(0).as_micros();
+        refused.reason = Some("foreign-ca".into());
+        record(
+            &store,
+            &mut tracker,
+            vec![
+                refused,
+                request(1, "gw1", "/boot/ipxe"),
+                request(2, "gw1", "/files/vmlinuz"),
+                request(3, "gw2", "/boot/ipxe"),
+                request(4, "gw1", "/boot/ipxe"),
+            ],
+            KEEP_ALL,
+            at(5),
+        );
+        let r = store.reader().unwrap();
+        assert_eq!(r.event_count().unwrap(), 5);
+        assert_eq!(store.last_id().unwrap(), at(4).as_micros());
+
+        let all = r.events(&EventQuery::default()).unwrap();
+        assert_eq!(all.len(), 5);
+        assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+
+        let gw1 = r
+            .events(&EventQuery {
+                machine: Some("gw1".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(gw1.len(), 3);
+        let recent = r
+            .events(&EventQuery {
+                since: Some(at(2)),
+                limit: Some(2),
+                ..Default::default()
+            })
+            .unwrap();
+        let times: Vec<_> = recent.iter().map(|e| e.time).collect();
+        assert_eq!(times, [at(3), at(4)]);
+        let after = r
+            .events(&EventQuery {
+                after: Some(at(3).as_micros()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(after.len(), 1);
+
+        let machines = r.machines().unwrap();
+        assert_eq!(machines.len(), 2);
+        let gw1 = r.machine("gw1").unwrap().unwrap();
+        assert_eq!(gw1.last_seen, at(4));
+        assert_eq!(gw1.last_boot.as_ref().unwrap().id, at(4).as_micros());
+
+        let boots = r.boots("gw1", 10).unwrap();
+        assert_eq!(boots.len(), 2);
+        assert_eq!(boots[0].boot.id, at(4).as_micros());
+        assert_eq!(boots[0].boot.outcome, Outcome::ScriptOnly);
+        assert_eq!(boots[1].boot.outcome, Outcome::FilesServed);
+        assert!(boots[1].boot.settled);
+        let paths: Vec<_> = boots[1]
+            .requests
+            .iter()
+            .map(|e| e.path.clone().unwrap())
+            .collect();
+        assert_eq!(paths, ["/boot/ipxe", "/files/vmlinuz"]);
+        assert_eq!(r.boots("gw1", 1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_events_within_both_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("e.redb"), Duration::ZERO).unwrap();
+        let mut tracker = BootTracker::new(Duration::from_secs(300));
+        let by_count = Retention {
+            max_age: Duration::from_secs(86400),
+            max_events: 10,
+        };
+        for round in 0..3 {
+            let events = (0..6)
+                .map(|i| request(round * 6 + i, "gw1", "/boot/ipxe"))
+                .collect();
+            record(&store, &mut tracker, events, by_count, at(20));
+        }
+        let r = store.reader().unwrap();
+        assert_eq!(r.event_count().unwrap(), 10);
+        let kept = r.events(&EventQuery::default()).unwrap();
+        assert_eq!(kept.first().unwrap().time, at(8));
+        assert_eq!(kept.last().unwrap().time, at(17));
+        // The boots their scripts began went with them; the index too.
+        assert_eq!(r.boots("gw1", 100).unwrap().len(), 10);
+        let indexed = r
+            .events(&EventQuery {
+                machine: Some("gw1".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(indexed.len(), 10);
+        drop(r);
+
+        // By age: an hour later with a 30-minute limit, everything older goes
+        // (the last event of the machine summary stays, as "last seen").
+        let by_age = Retention {
+            max_age: Duration::from_secs(1800),
+            max_events: 100,
+        };
+        let late = request(3600, "gw2", "/boot/ipxe");
+        record(&store, &mut tracker, vec![late], by_age, at(3601));
+        let r = store.reader().unwrap();
+        assert_eq!(r.event_count().unwrap(), 1);
+        assert_eq!(r.boots("gw1", 100).unwrap().len(), 0);
+        assert_eq!(r.machine("gw1").unwrap().unwrap().last_seen, at(17));
+    }
+
+    #[test]
+    fn survives_reopening_and_reads_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.redb");
+        assert!(matches!(ReadOnly::open(&path).unwrap(), ReadOnly::Missing));
+        {
+            let store = Store::open(&path, Duration::ZERO).unwrap();
+            let mut tracker = BootTracker::new(Duration::from_secs(300));
+            record(
+                &store,
+                &mut tracker,
+                vec![request(1, "gw1", "/boot/ipxe")],
+                KEEP_ALL,
+                at(2),
+            );
+            // While it is open for writing, readers are told to go elsewhere,
+            // and a second writer is refused.
+            assert!(matches!(ReadOnly::open(&path).unwrap(), ReadOnly::Busy));
+            let err = Store::open(&path, Duration::from_millis(200))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains("in use"), "{err}");
+        }
+        let ReadOnly::Store(db) = ReadOnly::open(&path).unwrap() else {
+            panic!("not readable after close");
+        };
+        let r = read(db.as_ref()).unwrap();
+        assert_eq!(r.events(&EventQuery::default()).unwrap().len(), 1);
+        assert_eq!(r.boots("gw1", 5).unwrap().len(), 1);
+    }
+}

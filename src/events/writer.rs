@@ -1,0 +1,324 @@
+//! Recording off the request path. Handlers hand events to a bounded channel
+//! and never wait: when the channel is full the event is dropped and counted
+//! (`bootgate_events_dropped_total`), because a boot must never stall on its
+//! own history. One writer thread drains the channel, groups requests into
+//! boots, and commits in batches: a batch is committed as soon as it is
+//! [`FLUSH_EVERY`] old or [`BATCH_MAX`] long, so nothing waits in memory
+//! longer than that, and a `kill -9` loses at most that much.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::boots::{BootTracker, Changes};
+use super::model::{Boot, Event, Timestamp};
+use super::store::{Retention, Store};
+
+/// Events waiting for the writer; past this, new ones are dropped.
+pub const CHANNEL_CAPACITY: usize = 8192;
+/// Longest an event waits in memory before its batch is committed.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
+pub const BATCH_MAX: usize = 1024;
+/// How often the writer looks for quiet boots and old events with no
+/// requests coming in.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
+const TRIM_EVERY: Duration = Duration::from_secs(60);
+
+/// What the writer tells the rest of the server about boots.
+#[derive(Debug, Clone)]
+pub enum BootNotice {
+    /// A machine's latest boot as stored by the last run, at start-up.
+    Resumed(Boot),
+    Started(Boot),
+    Settled(Boot),
+    /// The number of boots not settled yet.
+    Open(usize),
+}
+
+pub type Notify = Box<dyn Fn(BootNotice) + Send>;
+
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    pub retention: Retention,
+    pub settle: Duration,
+}
+
+/// Counters about recording itself.
+#[derive(Debug, Default)]
+pub struct RecorderStats {
+    pub written: AtomicU64,
+    pub dropped: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+enum Msg {
+    Event(Box<Event>),
+    Stop,
+}
+
+/// The request path's handle on the writer.
+pub struct Recorder {
+    tx: SyncSender<Msg>,
+    stats: Arc<RecorderStats>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Recorder {
+    /// Starts the writer thread on an open store. Boots left open by the last
+    /// run are taken up again (or settled if they have gone quiet).
+    pub fn start(store: Arc<Store>, config: WriterConfig, notify: Notify) -> Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL_CAPACITY);
+        let stats = Arc::new(RecorderStats::default());
+        let mut writer = Writer {
+            last_id: store.last_id()?,
+            tracker: BootTracker::new(config.settle),
+            store,
+            config,
+            stats: stats.clone(),
+            notify,
+        };
+        writer.resume()?;
+        let thread = std::thread::Builder::new()
+            .name("bootgate-events".into())
+            .spawn(move || writer.run(rx))
+            .context("starting the event writer")?;
+        Ok(Self {
+            tx,
+            stats,
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues an event; never blocks.
+    pub fn record(&self, event: Event) {
+        match self.tx.try_send(Msg::Event(Box::new(event))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn stats(&self) -> &RecorderStats {
+        &self.stats
+    }
+
+    /// Commits what is queued and stops the writer.
+    pub fn close(&self) {
+        let _ = self.tx.send(Msg::Stop);
+        if let Some(thread) = self.thread.lock().expect("writer handle").take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Writer {
+    store: Arc<Store>,
+    tracker: BootTracker,
+    last_id: u64,
+    config: WriterConfig,
+    stats: Arc<RecorderStats>,
+    notify: Notify,
+}
+
+impl Writer {
+    fn resume(&mut self) -> Result<()> {
+        let now = Timestamp::now();
+        let mut changes = Changes::default();
+        for seen in self.store.reader()?.machines()? {
+            let Some(boot) = seen.last_boot else {
+                continue;
+            };
+            (self.notify)(BootNotice::Resumed(boot.clone()));
+            if let Some(settled) = self.tracker.resume(boot, now) {
+                changes.updated.insert(settled.id, settled);
+            }
+        }
+        self.store
+            .write(&[], &changes, self.config.retention, now)?;
+        (self.notify)(BootNotice::Open(self.tracker.open()));
+        Ok(())
+    }
+
+    fn run(mut self, rx: Receiver<Msg>) {
+        let mut batch: Vec<Event> = Vec::new();
+        let mut batch_started = Instant::now();
+        let mut last_maintenance = Instant::now();
+        let mut last_trim = Instant::now();
+        loop {
+            let wait = if batch.is_empty() {
+                MAINTENANCE_EVERY
+            } else {
+                FLUSH_EVERY.saturating_sub(batch_started.elapsed())
+            };
+            let stop = match rx.recv_timeout(wait) {
+                Ok(Msg::Event(event)) => {
+                    if batch.is_empty() {
+                        batch_started = Instant::now();
+                    }
+                    batch.push(*event);
+                    false
+                }
+                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => true,
+                Err(RecvTimeoutError::Timeout) => false,
+            };
+            let due = !batch.is_empty()
+                && (stop || batch.len() >= BATCH_MAX || batch_started.elapsed() >= FLUSH_EVERY);
+            let maintenance = last_maintenance.elapsed() >= MAINTENANCE_EVERY;
+            if due || maintenance {
+                let trim = last_trim.elapsed() >= TRIM_EVERY;
+                self.commit(std::mem::take(&mut batch), maintenance, trim);
+                if maintenance {
+                    last_maintenance = Instant::now();
+                }
+                if trim {
+                    last_trim = Instant::now();
+                }
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+
+    /// Assigns ids and boots, and writes (every write applies retention).
+    /// `settle` also settles quiet boots; with nothing to write, a commit
+    /// happens only when `trim` asks for one.
+    fn commit(&mut self, mut events: Vec<Event>, settle: bool, trim: bool) {
+        let now = Timestamp::now();
+        let mut changes = Changes::default();
+        for event in &mut events {
+            self.last_id = (self.last_id + 1).max(event.time.as_micros());
+            event.id = self.last_id;
+            self.tracker.assign(event, &mut changes);
+        }
+        if settle {
+            self.tracker.settle_idle(now, &mut changes);
+        }
+        if events.is_empty() && changes.is_empty() && !trim {
+            return;
+        }
+        match self
+            .store
+            .write(&events, &changes, self.config.retention, now)
+        {
+            Ok(written) => {
+                self.stats
+                    .written
+                    .fetch_add(written.events as u64, Ordering::Relaxed);
+            }
+            Err(err) => {
+                // Nothing to retry into: the server keeps serving, the
+                // counter and the log tell what was lost.
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    events = events.len(),
+                    "writing boot history failed, these events are lost: {err:#}"
+                );
+            }
+        }
+        for boot in changes.started {
+            (self.notify)(BootNotice::Started(boot));
+        }
+        for boot in changes.settled {
+            (self.notify)(BootNotice::Settled(boot));
+        }
+        (self.notify)(BootNotice::Open(self.tracker.open()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::model::{EventQuery, Kind};
+    use std::sync::Mutex;
+
+    fn request(machine: &str, path: &str) -> Event {
+        let mut e = Event::new(Kind::Request, Timestamp::now(), "192.0.2.7:4000".into());
+        e.machine = Some(machine.into());
+        e.method = Some("GET".into());
+        e.path = Some(path.into());
+        e.status = Some(200);
+        e
+    }
+
+    fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !condition() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_full_channel_drops_and_counts_instead_of_waiting() {
+        // A writer that never drains: the channel fills up.
+        let (tx, _rx) = std::sync::mpsc::sync_channel(4);
+        let recorder = Recorder {
+            tx,
+            stats: Arc::default(),
+            thread: std::sync::Mutex::new(None),
+        };
+        let started = Instant::now();
+        for _ in 0..10 {
+            recorder.record(request("gw1", "/boot/ipxe"));
+        }
+        assert!(started.elapsed() < Duration::from_millis(500));
+        assert_eq!(recorder.stats().dropped.load(Ordering::Relaxed), 6);
+    }
+
+    #[test]
+    fn writes_in_batches_within_the_flush_interval_and_settles_quiet_boots() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("e.redb"), Duration::ZERO).unwrap());
+        let notices = Arc::new(Mutex::new(Vec::new()));
+        let sink = notices.clone();
+        let config = WriterConfig {
+            retention: Retention {
+                max_age: Duration::from_secs(3600),
+                max_events: 1000,
+            },
+            settle: Duration::from_millis(500),
+        };
+        let recorder = Recorder::start(
+            store.clone(),
+            config,
+            Box::new(move |n| sink.lock().unwrap().push(n)),
+        )
+        .unwrap();
+        let sent = Instant::now();
+        recorder.record(request("gw1", "/boot/ipxe"));
+        recorder.record(request("gw1", "/files/vmlinuz"));
+        let count = || store.reader().unwrap().event_count().unwrap();
+        wait_until("the batch", || count() == 2);
+        assert!(
+            sent.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            sent.elapsed()
+        );
+
+        wait_until("the boot to settle", || {
+            notices
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|n| matches!(n, BootNotice::Settled(_)))
+        });
+        let events = store
+            .reader()
+            .unwrap()
+            .events(&EventQuery::default())
+            .unwrap();
+        assert!(events[0].id < events[1].id);
+        assert_eq!(events[1].boot, Some(events[0].id));
+        recorder.close();
+        assert_eq!(recorder.stats().written.load(Ordering::Relaxed), 2);
+        // After close, events are counted as dropped, not lost silently.
+        recorder.record(request("gw1", "/boot/ipxe"));
+        assert_eq!(recorder.stats().dropped.load(Ordering::Relaxed), 1);
+    }
+}

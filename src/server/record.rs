@@ -1,0 +1,218 @@
+//! Records every request of the machine listener in the boot history and the
+//! metrics. The response body is wrapped so the record is made when the body
+//! is done (or dropped: the client vanished), with the bytes actually handed
+//! to the connection and the time until then. A download cut short is
+//! recorded with reason `aborted`.
+//!
+//! `/healthz` is counted in the metrics but not recorded: a load balancer
+//! polling it would push every boot out of the history.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Extension, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use bytes::Bytes;
+use http::{Method, header};
+use http_body::{Body as _, Frame, SizeHint};
+use percent_encoding::percent_decode_str;
+
+use super::access_log::loggable_path;
+use super::error::Refused;
+use super::identity::{Peer, Served};
+use super::metrics::route_of;
+use super::telemetry::Telemetry;
+use crate::events::{Event, Kind, Timestamp};
+
+/// Longest query value kept; iPXE's are a few dozen characters.
+const MAX_QUERY_VALUE: usize = 64;
+
+pub async fn record_request(
+    State(telemetry): State<Arc<Telemetry>>,
+    Extension(peer): Extension<Peer>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let began = Instant::now();
+    let mut event = Event::new(Kind::Request, Timestamp::now(), peer.addr.to_string());
+    let path = request.uri().path();
+    let route = route_of(path);
+    event.path = Some(loggable_path(path));
+    event.method = Some(request.method().to_string());
+    if let Some(query) = request.uri().query() {
+        for (name, value) in query_pairs(query) {
+            let slot = match name.as_str() {
+                "mac" => &mut event.mac,
+                "platform" => &mut event.platform,
+                "buildarch" => &mut event.buildarch,
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+    }
+    let head = request.method() == Method::HEAD;
+
+    let response = next.run(request).await;
+
+    let served = response.extensions().get::<Served>();
+    event.machine = served.map(|s| s.machine.to_string());
+    event.fingerprint = served
+        .map(|s| s.fingerprint.to_string())
+        .or_else(|| peer.fingerprint.as_deref().map(str::to_string));
+    event.reason = response
+        .extensions()
+        .get::<Refused>()
+        .map(|r| r.0.to_string());
+    event.status = Some(response.status().as_u16());
+    event.expected_bytes = if head {
+        Some(0)
+    } else {
+        response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .or_else(|| response.body().size_hint().exact())
+    };
+
+    let pending = Pending {
+        telemetry,
+        event,
+        began,
+        route,
+        keep: route != "/healthz",
+    };
+    response.map(|body| {
+        Body::new(Counted {
+            inner: body,
+            sent: 0,
+            ended: false,
+            pending: Some(pending),
+        })
+    })
+}
+
+/// `name=value` pairs of a query string, decoded, values cut to a sane length
+/// and stripped of control characters (they end up on terminals).
+fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        let decode = |s: &str| {
+            percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let value: String = decode(value)
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_QUERY_VALUE)
+            .collect();
+        Some((decode(name), value))
+    })
+}
+
+/// The record waiting for its body to finish.
+struct Pending {
+    telemetry: Arc<Telemetry>,
+    event: Event,
+    began: Instant,
+    route: &'static str,
+    keep: bool,
+}
+
+/// A response body that counts what is taken from it and records the
+/// request when it is dropped.
+struct Counted {
+    inner: Body,
+    sent: u64,
+    ended: bool,
+    pending: Option<Pending>,
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let poll = Pin::new(&mut self.inner).poll_frame(cx);
+        match &poll {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.sent += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => self.ended = true,
+            _ => {}
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let Some(Pending {
+            telemetry,
+            mut event,
+            began,
+            route,
+            keep,
+        }) = self.pending.take()
+        else {
+            return;
+        };
+        let complete = match event.expected_bytes {
+            Some(expected) => self.sent >= expected,
+            None => self.ended || self.inner.is_end_stream(),
+        };
+        event.bytes = self.sent;
+        event.duration_ms = began.elapsed().as_millis() as u64;
+        if !complete && event.reason.is_none() {
+            event.reason = Some("aborted".into());
+        }
+        telemetry.metrics.request(
+            route,
+            event.status.unwrap_or(0),
+            event.bytes,
+            event.reason.as_deref(),
+        );
+        if keep {
+            telemetry.recorder.record(event);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_decoded_and_tamed() {
+        let pairs: Vec<_> =
+            query_pairs("mac=52%3A54%3A00%3A12%3A34%3A56&platform=efi&x&buildarch=a%0Ab+c")
+                .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("mac".to_string(), "52:54:00:12:34:56".to_string()),
+                ("platform".to_string(), "efi".to_string()),
+                ("buildarch".to_string(), "ab c".to_string()),
+            ]
+        );
+        let long = format!("mac={}", "a".repeat(500));
+        assert_eq!(query_pairs(&long).next().unwrap().1.len(), MAX_QUERY_VALUE);
+    }
+}
