@@ -119,7 +119,7 @@ struct Report {
     error_examples: Vec<String>,
     latency_ms: Option<Latency>,
     crowd: Option<CrowdReport>,
-    usage: Option<UsageReport>,
+    usage: UsageReport,
 }
 
 fn main() -> std::process::ExitCode {
@@ -170,8 +170,7 @@ fn run(args: Args) -> Result<()> {
 
 async fn measure(args: &Args, target: Arc<Target>) -> Result<Report> {
     let (stop_watching, watching) = tokio::sync::watch::channel(false);
-    let watcher = (!args.watch_pids.is_empty())
-        .then(|| tokio::spawn(usage::watch_until(args.watch_pids.clone(), watching)));
+    let watcher = tokio::spawn(usage::watch_until(args.watch_pids.clone(), watching));
 
     let crowd = if args.idle + args.slow > 0 {
         let plan = CrowdPlan {
@@ -201,10 +200,7 @@ async fn measure(args: &Args, target: Arc<Target>) -> Result<Report> {
         None => None,
     };
     let _ = stop_watching.send(true);
-    let usage = match watcher {
-        Some(task) => Some(task.await.context("usage watcher")?),
-        None => None,
-    };
+    let usage = watcher.await.context("usage watcher")?;
 
     let secs = elapsed.as_secs_f64().max(1e-9);
     let requests = tally.latencies_us.len() as u64;
@@ -282,15 +278,20 @@ fn print_report(r: &Report) {
             mib(c.slow_bytes as f64)
         );
     }
-    if let Some(m) = &r.usage {
+    let u = &r.usage;
+    if !u.pids.is_empty() {
         println!(
             "server    pids {:?}: CPU {:.2} s, peak RSS {} sampled, {} by VmHWM",
-            m.pids,
-            m.cpu_s,
-            mib(m.sampled_peak_rss_kib as f64 * 1024.0),
-            mib(m.hwm_kib as f64 * 1024.0)
+            u.pids,
+            u.cpu_s,
+            mib(u.sampled_peak_rss_kib as f64 * 1024.0),
+            mib(u.hwm_kib as f64 * 1024.0)
         );
     }
+    println!(
+        "machine   over {:.2} s: load generator CPU {:.2} s, everything else {:.2} s, steal {:.2} s",
+        u.wall_s, u.loader_cpu_s, u.others_cpu_s, u.steal_s
+    );
     for example in &r.error_examples {
         println!("error     {example}");
     }
