@@ -9,6 +9,7 @@
 mod access_log;
 mod boot;
 mod error;
+mod file_body;
 mod files;
 mod identity;
 mod paths;
