@@ -10,6 +10,7 @@ mod access_log;
 mod boot;
 mod error;
 mod file_body;
+mod file_cache;
 mod files;
 mod identity;
 mod paths;

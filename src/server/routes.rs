@@ -75,13 +75,15 @@ fn render_boot_script(
 ) -> Result<Response, Refusal> {
     let root = boot::machine_root(&state.dir, machine);
     let path = root.join("boot.ipxe");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(Refusal::NotFound),
-        Err(err) => return Err(internal(&format!("reading {}", path.display()), err)),
+    let text = match state.scripts.get(&path) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Err(Refusal::NotFound),
+        Err(err) => return Err(internal("boot script", format!("{err:#}"))),
     };
     let mut vars = boot::query_vars(query)?;
-    vars.extend(boot::file_vars(&root)?);
+    if let Some(file_vars) = boot::file_vars(&state.vars, &root)? {
+        vars.extend(file_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
     vars.insert("machine_name".into(), machine.name.to_string());
     vars.insert(
         "client_cert_fingerprint".into(),

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+use super::file_cache::FileCache;
 use super::secrets::SecretStore;
+use crate::bootcfg::template::Vars;
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::registry::{Machine, Registry};
@@ -21,6 +23,9 @@ pub struct AppState {
     pub public_url: String,
     pub machines: MachineIndex,
     pub secrets: SecretStore,
+    /// Boot scripts and `vars.toml` files, re-read only when they change.
+    pub scripts: FileCache<String>,
+    pub vars: FileCache<Vars>,
 }
 
 impl AppState {
@@ -29,6 +34,8 @@ impl AppState {
         Ok(Self {
             public_url: config.public_url(),
             secrets: SecretStore::new(config.secrets_ttl()),
+            scripts: FileCache::new(Ok),
+            vars: FileCache::new(|text| super::boot::parse_vars(&text)),
             machines,
             dir,
         })
