@@ -76,6 +76,8 @@ fn load_generator_counts_requests_bytes_and_refusals() {
             "4",
             "--idle",
             "3",
+            "--idle-every",
+            "0.05",
             "--slow",
             "2",
             "--watch-pid",
@@ -87,6 +89,7 @@ fn load_generator_counts_requests_bytes_and_refusals() {
     assert_eq!(crowded["crowd"]["idle_open"], 3, "{crowded:#}");
     assert_eq!(crowded["crowd"]["slow_open"], 2, "{crowded:#}");
     assert_eq!(crowded["crowd"]["failed"], 0, "{crowded:#}");
+    assert_eq!(crowded["crowd"]["closed_early"], 0, "{crowded:#}");
     assert!(crowded["usage"]["hwm_kib"].as_u64().unwrap() > 0);
 
     let refused = load(&env, None, "/boot/ipxe", &["-c", "1", "-n", "3"]);

@@ -1,8 +1,11 @@
 //! The crowd: connections held open while the workload runs, to see what many
 //! waiting machines cost the server. An idle member makes one request (so the
-//! server holds a fully set-up, kept-alive mTLS connection) and then waits; a
-//! slow reader requests a file and reads it at a trickle, so the server has a
-//! response in progress that the peer does not drain.
+//! server holds a fully set-up, kept-alive mTLS connection) and then waits,
+//! repeating the request every `idle_every` if asked to (servers close
+//! connections left idle too long: bootgate and nginx as set up by
+//! `scripts/bench` after 10 s); a slow reader requests a file and reads it at
+//! a trickle, so the server has a response in progress that the peer does not
+//! drain.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +26,8 @@ const TICK: Duration = Duration::from_millis(100);
 
 pub struct CrowdPlan {
     pub idle: usize,
+    /// Idle members repeat their request this often (never if `None`).
+    pub idle_every: Option<Duration>,
     pub slow: usize,
     pub slow_path: String,
     /// Bytes per second each slow reader reads.
@@ -69,6 +74,7 @@ impl Crowd {
         let mut members = JoinSet::new();
         for i in 0..plan.idle + plan.slow {
             let slow = (i >= plan.idle).then(|| (plan.slow_path.clone(), plan.slow_rate));
+            let every = plan.idle_every;
             let member = Member {
                 target: target.clone(),
                 gate: gate.clone(),
@@ -78,7 +84,7 @@ impl Crowd {
             members.spawn(async move {
                 match slow {
                     Some((path, rate)) => member.slow(&path, rate).await,
-                    None => member.idle().await,
+                    None => member.idle(every).await,
                 }
             });
         }
@@ -137,7 +143,7 @@ impl Member {
         }
     }
 
-    async fn idle(mut self) -> End {
+    async fn idle(mut self, every: Option<Duration>) -> End {
         let permit = self.gate.clone().acquire_owned().await.expect("gate");
         let mut sender = match self.target.connect().await {
             Ok(sender) => sender,
@@ -149,7 +155,23 @@ impl Member {
         }
         drop(permit);
         let _ = self.opened.send(Opened::Idle);
-        let _ = self.stopped.wait_for(|stop| *stop).await;
+        loop {
+            let pause = async {
+                match every {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = stop_signal(&mut self.stopped) => break,
+                () = pause => {
+                    if let Err(failure) = self.target.get(&mut sender, false, &mut bytes).await {
+                        self.target.note(&failure);
+                        return End { closed_early: true, bytes: 0 };
+                    }
+                }
+            }
+        }
         End {
             closed_early: sender.is_closed(),
             bytes: 0,
@@ -212,4 +234,10 @@ impl Member {
             bytes,
         }
     }
+}
+
+/// Completes when the crowd is told to stop.
+async fn stop_signal(stopped: &mut watch::Receiver<bool>) {
+    // The guard wait_for returns is not Send: drop it here.
+    let _ = stopped.wait_for(|stop| *stop).await;
 }

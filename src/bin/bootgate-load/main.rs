@@ -76,6 +76,10 @@ struct Args {
     /// Crowd: connections that make one request, then stay open and idle during the run.
     #[arg(long, value_name = "N", default_value_t = 0)]
     idle: usize,
+    /// Crowd: idle connections repeat their request this often, in seconds, so
+    /// that servers closing idle connections keep them (default: never).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    idle_every: Option<Duration>,
     /// Crowd: connections that GET --slow-path and read it slowly during the run.
     #[arg(long, value_name = "N", default_value_t = 0)]
     slow: usize,
@@ -175,6 +179,7 @@ async fn measure(args: &Args, target: Arc<Target>) -> Result<Report> {
     let crowd = if args.idle + args.slow > 0 {
         let plan = CrowdPlan {
             idle: args.idle,
+            idle_every: args.idle_every.filter(|d| !d.is_zero()),
             slow: args.slow,
             slow_path: args
                 .slow_path
