@@ -2,6 +2,7 @@
 //! client presenting real client certificates over loopback, and `curl` and
 //! `openssl` where the original deployment used them.
 
+mod loadgen;
 mod support;
 
 use std::io::Write;

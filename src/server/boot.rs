@@ -13,8 +13,10 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::error::{Refusal, internal};
+use super::file_cache::FileCache;
 use crate::bootcfg::template::Vars;
 
 /// File name of a machine's variables, beside its `boot.ipxe`.
@@ -49,15 +51,11 @@ fn is_identifier(s: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// Reads `vars.toml` from a machine's folder; a missing file means no variables.
-pub fn file_vars(root: &Path) -> Result<Vars, Refusal> {
-    let path = root.join(VARS_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vars::new()),
-        Err(err) => return Err(internal(&format!("reading {}", path.display()), err)),
-    };
-    parse_vars(&text).map_err(|err| internal(&format!("parsing {}", path.display()), err))
+/// The variables of `vars.toml` in a machine's folder; `None` without one.
+pub fn file_vars(cache: &FileCache<Vars>, root: &Path) -> Result<Option<Arc<Vars>>, Refusal> {
+    cache
+        .get(&root.join(VARS_FILE))
+        .map_err(|err| internal("boot variables", format!("{err:#}")))
 }
 
 /// Parses a vars file: a flat TOML table of strings, integers or booleans.

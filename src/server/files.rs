@@ -1,11 +1,11 @@
 //! Answers a GET or HEAD for one file on disk: Content-Length, ETag,
 //! Last-Modified, conditional requests (304) and a single byte range (206).
-//! The body is streamed from the file, so a 1 GiB kernel costs a buffer, not a
-//! gigabyte. A request with several ranges gets the whole file (RFC 9110 lets a
-//! server ignore Range). The ETag is made from inode, size and mtime unless the
-//! caller knows a better one (a shared asset's is its content hash).
+//! The body is streamed from the file in small chunks ([`super::file_body`]),
+//! so a 1 GiB kernel costs a buffer, not a gigabyte. A request with several
+//! ranges gets the whole file (RFC 9110 lets a server ignore Range). The ETag
+//! is made from inode, size and mtime unless the caller knows a better one (a
+//! shared asset's is its content hash).
 
-use std::io::SeekFrom;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::SystemTime;
@@ -13,12 +13,9 @@ use std::time::SystemTime;
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use super::error::{Refusal, internal};
-
-const STREAM_CHUNK: usize = 256 * 1024;
+use super::file_body::FileBody;
 
 /// A file's validators.
 struct Validators {
@@ -118,7 +115,7 @@ pub async fn respond(
     headers: &HeaderMap,
     etag: Option<String>,
 ) -> Result<Response, Refusal> {
-    let mut file = tokio::fs::File::open(path)
+    let file = tokio::fs::File::open(path)
         .await
         .map_err(|_| Refusal::NotFound)?;
     let meta = file
@@ -166,15 +163,8 @@ pub async fn respond(
     if method == Method::HEAD {
         return Ok(builder.body(Body::empty()).expect("valid response"));
     }
-    if start > 0 {
-        file.seek(SeekFrom::Start(start))
-            .await
-            .map_err(|e| internal("seeking in a file", e))?;
-    }
-    let stream = ReaderStream::with_capacity(file.take(count), STREAM_CHUNK);
-    Ok(builder
-        .body(Body::from_stream(stream))
-        .expect("valid response"))
+    let body = FileBody::new(file.into_std().await, start, count);
+    Ok(builder.body(Body::new(body)).expect("valid response"))
 }
 
 #[cfg(test)]

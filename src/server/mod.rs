@@ -13,6 +13,8 @@ mod admin;
 mod assets;
 mod boot;
 mod error;
+mod file_body;
+mod file_cache;
 mod files;
 mod handshake;
 mod identity;

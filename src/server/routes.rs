@@ -12,7 +12,7 @@ use axum::routing::get;
 use http::header;
 
 use super::boot;
-use super::error::Refusal;
+use super::error::{Refusal, internal};
 use super::identity::{Peer, Served};
 use super::paths;
 use super::resolve::{self, Roots};
@@ -103,10 +103,12 @@ fn render_boot_script(
     query: &HashMap<String, String>,
 ) -> Result<Response, Refusal> {
     let roots = Roots::of(&state.dir, machine);
-    let text = resolve::read_first(&roots.scripts())?.ok_or(Refusal::NotFound)?;
+    let text = first_script(state, &roots.scripts())?.ok_or(Refusal::NotFound)?;
     let mut vars = boot::query_vars(query)?;
     for folder in roots.vars_folders() {
-        vars.extend(boot::file_vars(folder)?);
+        if let Some(file_vars) = boot::file_vars(&state.vars, folder)? {
+            vars.extend(file_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
     }
     vars.insert("machine_name".into(), machine.name.to_string());
     vars.insert(
@@ -125,6 +127,21 @@ fn render_boot_script(
         );
     }
     Ok(script_response(template::safe_substitute(&text, &vars)))
+}
+
+/// The first of `candidates` that exists, through the server's file cache.
+fn first_script(
+    state: &AppState,
+    candidates: &[std::path::PathBuf],
+) -> Result<Option<Arc<String>>, Refusal> {
+    for path in candidates {
+        match state.scripts.get(path) {
+            Ok(Some(text)) => return Ok(Some(text)),
+            Ok(None) => continue,
+            Err(err) => return Err(internal("boot script", format!("{err:#}"))),
+        }
+    }
+    Ok(None)
 }
 
 fn script_response(text: String) -> Response {

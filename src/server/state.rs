@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use super::assets::AssetCache;
+use super::file_cache::FileCache;
 use super::secrets::SecretStore;
+use crate::bootcfg::template::Vars;
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::registry::{Machine, Registry};
@@ -23,6 +25,9 @@ pub struct AppState {
     pub machines: MachineIndex,
     pub assets: AssetCache,
     pub secrets: SecretStore,
+    /// Boot scripts and `vars.toml` files, re-read only when they change.
+    pub scripts: FileCache<String>,
+    pub vars: FileCache<Vars>,
 }
 
 impl AppState {
@@ -32,6 +37,8 @@ impl AppState {
         Ok(Self {
             public_url: config.public_url(),
             secrets: SecretStore::new(config.secrets_ttl()),
+            scripts: FileCache::new(Ok),
+            vars: FileCache::new(|text| super::boot::parse_vars(&text)),
             machines,
             assets,
             dir,

@@ -1,0 +1,187 @@
+//! Small files read on every boot-script request (`boot.ipxe`, `vars.toml`),
+//! kept in memory as parsed and re-read only when they change. A request
+//! costs one `stat` per file instead of open + read + close (+ parse); a file
+//! edited on the server is used from the next request on, as before.
+//!
+//! "Changed" means another inode, size, mtime or ctime: editors and `cp`
+//! replace or rewrite the file (new mtime), and tools that restore an old
+//! mtime (`cp -p`, `rsync -t`) still change the ctime. File times come from a
+//! coarse clock (a few ms), so two writes of the same size in quick succession
+//! can leave the same stamp: as git does with "racily clean" files, a file
+//! changed less than [`SETTLE`] before it was read is not kept.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+
+/// How long a file must have been left alone before its stamp is trusted.
+pub const SETTLE: Duration = Duration::from_secs(1);
+
+/// Beyond this many files the cache starts over: a bound, not a policy
+/// (two files per machine folder).
+const MAX_ENTRIES: usize = 8192;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Stamp {
+    /// Whether the file changed less than `settle` before `now`.
+    fn is_racy(&self, now: SystemTime, settle: Duration) -> bool {
+        let now_ns = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        now_ns - self.mtime_ns.max(self.ctime_ns) < settle.as_nanos() as i128
+    }
+
+    fn of(meta: &std::fs::Metadata) -> Self {
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// Files parsed into `T` by one function.
+pub struct FileCache<T> {
+    parse: fn(String) -> anyhow::Result<T>,
+    settle: Duration,
+    entries: Mutex<HashMap<PathBuf, (Stamp, Arc<T>)>>,
+}
+
+impl<T> FileCache<T> {
+    pub fn new(parse: fn(String) -> anyhow::Result<T>) -> Self {
+        Self {
+            parse,
+            settle: SETTLE,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The file at `path`, parsed; `None` if it does not exist.
+    pub fn get(&self, path: &Path) -> anyhow::Result<Option<Arc<T>>> {
+        let stamp = match std::fs::metadata(path) {
+            Ok(meta) => Stamp::of(&meta),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+        };
+        if let Some((known, value)) = self.lock().get(path)
+            && *known == stamp
+        {
+            return Ok(Some(value.clone()));
+        }
+        self.load(path).map(Some)
+    }
+
+    fn load(&self, path: &Path) -> anyhow::Result<Arc<T>> {
+        let reading = || format!("reading {}", path.display());
+        let mut file = std::fs::File::open(path).with_context(reading)?;
+        // The stamp of what is read: if the file changes meanwhile, the next
+        // request sees another stamp and reads it again.
+        let stamp = Stamp::of(&file.metadata().with_context(reading)?);
+        let mut text = String::new();
+        file.read_to_string(&mut text).with_context(reading)?;
+        let value =
+            Arc::new((self.parse)(text).with_context(|| format!("parsing {}", path.display()))?);
+        if stamp.is_racy(SystemTime::now(), self.settle) {
+            return Ok(value);
+        }
+        let mut entries = self.lock();
+        if entries.len() >= MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(path.to_path_buf(), (stamp, value.clone()));
+        Ok(value)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (Stamp, Arc<T>)>> {
+        // A panic while holding the lock leaves a consistent map.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settled_at_once() -> FileCache<String> {
+        FileCache {
+            settle: Duration::ZERO,
+            ..FileCache::new(Ok)
+        }
+    }
+
+    #[test]
+    fn keeps_a_file_until_it_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("boot.ipxe");
+        let cache = settled_at_once();
+        assert!(cache.get(&path).unwrap().is_none());
+
+        std::fs::write(&path, "one").unwrap();
+        let first = cache.get(&path).unwrap().unwrap();
+        assert_eq!(*first, "one");
+        assert!(Arc::ptr_eq(&first, &cache.get(&path).unwrap().unwrap()));
+
+        std::fs::write(&path, "three").unwrap();
+        assert_eq!(*cache.get(&path).unwrap().unwrap(), "three");
+
+        // Same size and mtime put back, as `cp -p` would: the ctime differs.
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&path, "seven").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert_eq!(*cache.get(&path).unwrap().unwrap(), "seven");
+
+        std::fs::remove_file(&path).unwrap();
+        assert!(cache.get(&path).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_file_changed_just_now_is_read_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("boot.ipxe");
+        let cache = FileCache::new(Ok);
+        // Same size, within one tick of the file clock: the stamp may not
+        // change, the content must.
+        for text in ["one", "two", "six"] {
+            std::fs::write(&path, text).unwrap();
+            assert_eq!(*cache.get(&path).unwrap().unwrap(), text);
+        }
+        let later = SystemTime::now() + SETTLE * 2;
+        let stamp = Stamp::of(&std::fs::metadata(&path).unwrap());
+        assert!(stamp.is_racy(SystemTime::now(), SETTLE));
+        assert!(!stamp.is_racy(later, SETTLE));
+    }
+
+    #[test]
+    fn parse_errors_are_reported_and_not_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("vars.toml");
+        let cache = FileCache::new(|text: String| crate::server::parse_vars(&text));
+        std::fs::write(&path, "not toml").unwrap();
+        let err = cache.get(&path).unwrap_err();
+        assert!(format!("{err:#}").contains("parsing"), "{err:#}");
+        std::fs::write(&path, "role = \"gw\"\n").unwrap();
+        assert_eq!(cache.get(&path).unwrap().unwrap()["role"], "gw");
+    }
+}
