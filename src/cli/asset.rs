@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use super::ListArgs;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
@@ -33,13 +34,6 @@ pub struct AddArgs {
     /// Point an existing name at this file's content.
     #[arg(long)]
     replace: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct ListArgs {
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Debug, Args)]

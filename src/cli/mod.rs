@@ -57,6 +57,14 @@ pub enum Command {
     Events(events::EventsArgs),
 }
 
+/// Arguments of a `list` subcommand that has nothing but `--json`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 impl Cli {
     pub fn run(self) -> Result<()> {
         let dir = DataDir::new(&self.data);

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use super::ListArgs;
 use anyhow::{Context, Result};
 use clap::{ArgAction, ArgGroup, Args, Subcommand};
 
@@ -99,13 +100,6 @@ pub struct CreateArgs {
     /// Rewrite the script (and vars.toml, if --var is given) of an existing profile.
     #[arg(long)]
     replace: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct ListArgs {
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Debug, Args)]
