@@ -4,6 +4,7 @@
 //! boot2container's `b2c.extra_args_url`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,16 +29,26 @@ struct Entry {
 }
 
 pub struct SecretStore {
-    ttl: Duration,
+    /// The TTL in milliseconds; a configuration reload changes it for every
+    /// token, minted before or after.
+    ttl_millis: AtomicU64,
     tokens: Mutex<HashMap<String, Entry>>,
 }
 
 impl SecretStore {
     pub fn new(ttl: Duration) -> Self {
         Self {
-            ttl,
+            ttl_millis: AtomicU64::new(millis(ttl)),
             tokens: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_millis.load(Ordering::Relaxed))
+    }
+
+    pub fn set_ttl(&self, ttl: Duration) {
+        self.ttl_millis.store(millis(ttl), Ordering::Relaxed);
     }
 
     /// Mints a fresh token: 256 random bits, hex.
@@ -45,9 +56,9 @@ impl SecretStore {
         let mut bytes = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let token = hex::encode(bytes);
-        let now = Instant::now();
+        let (now, ttl) = (Instant::now(), self.ttl());
         let mut tokens = self.tokens.lock().expect("secrets lock");
-        tokens.retain(|_, e| now.duration_since(e.minted) < self.ttl);
+        tokens.retain(|_, e| now.duration_since(e.minted) < ttl);
         let mut mine: Vec<(Instant, String)> = tokens
             .iter()
             .filter(|(_, e)| e.grant.fingerprint == grant.fingerprint)
@@ -67,8 +78,12 @@ impl SecretStore {
     /// the token is gone afterwards.
     pub fn redeem(&self, token: &str) -> Option<Grant> {
         let entry = self.tokens.lock().expect("secrets lock").remove(token)?;
-        (entry.minted.elapsed() < self.ttl).then_some(entry.grant)
+        (entry.minted.elapsed() < self.ttl()).then_some(entry.grant)
     }
+}
+
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -98,6 +113,16 @@ mod tests {
         let token = store.mint(grant("a"));
         std::thread::sleep(Duration::from_millis(5));
         assert!(store.redeem(&token).is_none());
+    }
+
+    #[test]
+    fn a_shorter_ttl_applies_to_live_tokens() {
+        let store = SecretStore::new(Duration::from_secs(60));
+        let token = store.mint(grant("a"));
+        store.set_ttl(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(store.redeem(&token).is_none());
+        assert_eq!(store.ttl(), Duration::from_millis(1));
     }
 
     #[test]
