@@ -270,6 +270,21 @@ fn installed_binary_man_pages_and_completions_work() {
     let bash = root
         .path()
         .join("usr/share/bash-completion/completions/bootgate");
+    for completion in [
+        "usr/share/bash-completion/completions/bootgate",
+        "usr/share/zsh/vendor-completions/_bootgate",
+        "usr/share/fish/vendor_completions.d/bootgate.fish",
+    ] {
+        let text = std::fs::read_to_string(root.path().join(completion)).unwrap();
+        assert!(
+            text.contains("machine") && text.contains("log-format"),
+            "{completion}"
+        );
+        assert!(
+            !text.contains("generate-docs"),
+            "{completion} offers a hidden command"
+        );
+    }
     succeeded(
         "bash -n",
         &Command::new("bash").arg("-n").arg(&bash).output().unwrap(),

@@ -26,8 +26,17 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     clap_mangen::generate_to(Cli::command(), &man)
         .with_context(|| format!("writing man pages to {}", man.display()))?;
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-        clap_complete::generate_to(shell, &mut Cli::command(), "bootgate", &completions)
+        clap_complete::generate_to(shell, &mut visible_commands(), "bootgate", &completions)
             .with_context(|| format!("writing {shell} completions to {}", completions.display()))?;
     }
     Ok(())
+}
+
+/// The command line without its hidden commands (this one), which the
+/// completion generators would otherwise offer.
+fn visible_commands() -> clap::Command {
+    let full = Cli::command();
+    clap::Command::new("bootgate")
+        .args(full.get_arguments().cloned())
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
 }
