@@ -193,6 +193,21 @@ mod tests {
     }
 
     #[test]
+    fn a_link_leading_outside_is_never_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inside = tmp.path().join("folder");
+        std::fs::create_dir(&inside).unwrap();
+        std::fs::write(tmp.path().join("ca.key"), "SECRET").unwrap();
+        std::os::unix::fs::symlink("../ca.key", inside.join("boot.ipxe")).unwrap();
+        let cache = settled_at_once();
+        let err = cache
+            .get(&Dir::open(&inside).unwrap(), "boot.ipxe")
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("leads outside"), "{err:#}");
+        assert!(!format!("{err:#}").contains("SECRET"));
+    }
+
+    #[test]
     fn parse_errors_are_reported_and_not_kept() {
         let tmp = tempfile::tempdir().unwrap();
         const NAME: &str = "vars.toml";
