@@ -127,10 +127,14 @@ fn try_boot(env: &Env, name: &str, image: &Path, platform: &str, extra: &[&str])
         log.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    env.command(&args)
+    let out = env
+        .command(&args)
         .env("BOOTGATE_ASSETS", cache().join("assets"))
         .output()
-        .unwrap()
+        .unwrap();
+    // What `bootgate try` said (verdict and duration), beside the console.
+    std::fs::write(logs_dir().join(format!("{name}.try.log")), &out.stderr).unwrap();
+    out
 }
 
 /// The machine's latest boot in the boot history, once `done` holds for it.
