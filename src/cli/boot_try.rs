@@ -121,9 +121,10 @@ pub fn run(dir: &DataDir, args: TryArgs) -> Result<()> {
     match outcome.result {
         Ok(()) if offline_goal => {
             eprintln!(
-                "bootgate: boot went as far as {} allows in {:.1} s: {}; the network stage \
-                 (DHCP, the boot server, TLS, the kernel) cannot be reached there: \
-                 use --board virt to test it",
+                "bootgate: boot went as far as {} allows in {:.1} s ({}): iPXE ran its \
+                 start-up script and tried DHCP; this machine has no network iPXE can drive, \
+                 so the network stage (an address, the boot server, TLS, the kernel) cannot be \
+                 reached and was not tested: use --board virt for it",
                 args.board,
                 outcome.elapsed.as_secs_f64(),
                 outcome.stage.describe(),

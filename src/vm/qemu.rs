@@ -235,17 +235,36 @@ fn raspi3b_command(launch: &Launch) -> Result<Command> {
     let uboot = firmware(launch, UBOOT_RPI_ARM64, "u-boot-rpi")?;
     let dtb = asset(launch, DTB_RPI_3_B, "linux-image-arm64")?;
     let card = sd_card_copy(&launch.image, &launch.work_dir)?;
-    cmd.args(["-machine", "raspi3b", "-kernel"]);
-    cmd.arg(uboot);
-    cmd.arg("-dtb");
-    cmd.arg(dtb);
-    cmd.arg("-drive");
-    cmd.arg(format!("if=sd,format=raw,file={}", card.display()));
-    cmd.args(["-no-reboot", "-nodefaults", "-display", "none"]);
-    cmd.args(["-monitor", "none", "-chardev", "stdio,id=console,mux=on"]);
-    cmd.args(["-serial", "chardev:console", "-serial", "chardev:console"]);
+    cmd.args(raspi3b_args(&uboot, &dtb, &card));
     accel(&mut cmd, launch)?;
     Ok(cmd)
+}
+
+fn raspi3b_args(uboot: &Path, dtb: &Path, card: &Path) -> Vec<String> {
+    let mut args: Vec<String> = ["-machine", "raspi3b", "-kernel"].map(String::from).into();
+    args.push(uboot.display().to_string());
+    args.push("-dtb".into());
+    args.push(dtb.display().to_string());
+    args.push("-drive".into());
+    args.push(format!("if=sd,format=raw,file={}", card.display()));
+    args.extend(
+        [
+            "-no-reboot",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-chardev",
+            "stdio,id=console,mux=on",
+            "-serial",
+            "chardev:console",
+            "-serial",
+            "chardev:console",
+        ]
+        .map(String::from),
+    );
+    args
 }
 
 /// QEMU's SD card model wants a power-of-two size: boot a copy, grown to the
@@ -326,4 +345,70 @@ fn copy_vars(template: &Path, work_dir: &Path) -> Result<PathBuf> {
         anyhow::anyhow!("copying {} to {}: {e}", template.display(), copy.display())
     })?;
     Ok(copy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boards_by_name_and_what_they_boot() {
+        assert_eq!("raspi3b".parse::<Board>().unwrap(), Board::Raspi3b);
+        assert_eq!("virt".parse::<Board>().unwrap(), Board::Virt);
+        let err = "raspi4b".parse::<Board>().unwrap_err().to_string();
+        assert!(err.contains("virt, raspi3b"), "{err}");
+        assert!(Board::Raspi3b.check(Platform::Rpi3).is_ok());
+        let err = Board::Raspi3b
+            .check(Platform::Rpi4)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rpi3 images only"), "{err}");
+        for platform in Platform::ALL {
+            assert!(Board::Virt.check(platform).is_ok());
+        }
+        assert!(Board::Virt.has_network() && !Board::Raspi3b.has_network());
+    }
+
+    #[test]
+    fn the_sd_card_is_a_power_of_two_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path();
+        let image = dir.path().join("pi.img");
+        for (size, card_size) in [(65u64 << 20, 128u64 << 20), (64 << 20, 64 << 20)] {
+            std::fs::write(&image, b"MBR").unwrap();
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&image)
+                .unwrap();
+            file.set_len(size).unwrap();
+            drop(file);
+            let card = sd_card_copy(&image, work).unwrap();
+            assert_eq!(std::fs::metadata(&card).unwrap().len(), card_size);
+            assert_eq!(&std::fs::read(&card).unwrap()[..3], b"MBR");
+            assert_eq!(
+                std::fs::metadata(&image).unwrap().len(),
+                size,
+                "image untouched"
+            );
+        }
+    }
+
+    #[test]
+    fn raspi3b_runs_uboot_as_the_kernel_with_both_uarts_on_the_console() {
+        let args = raspi3b_args(
+            Path::new("/a/u-boot.bin"),
+            Path::new("/a/pi3.dtb"),
+            Path::new("/w/sd-card.img"),
+        );
+        let joined = args.join(" ");
+        for part in [
+            "-machine raspi3b -kernel /a/u-boot.bin -dtb /a/pi3.dtb",
+            "-drive if=sd,format=raw,file=/w/sd-card.img",
+            "-serial chardev:console -serial chardev:console",
+        ] {
+            assert!(joined.contains(part), "{part} missing from {joined}");
+        }
+        // No network device: the board has none iPXE can drive.
+        assert!(!joined.contains("netdev"), "{joined}");
+    }
 }
