@@ -17,7 +17,8 @@ pub struct TryArgs {
     /// The platform the image was built for.
     #[arg(long)]
     platform: Platform,
-    /// The machine QEMU emulates: `virt` (every platform, network and all)
+    /// The machine QEMU emulates: `virt` (every platform, network and all;
+    /// q35 for x86_64)
     /// or `raspi3b` (rpi3 images on the Pi's own U-Boot, from the SD card up
     /// to iPXE's DHCP attempt: that board has no network iPXE can drive).
     #[arg(long, default_value = "virt")]
@@ -113,7 +114,7 @@ pub fn run(dir: &DataDir, args: TryArgs) -> Result<()> {
         "bootgate: booting {} as {} on QEMU's {} (console log: {})",
         args.image.display(),
         args.platform,
-        args.board,
+        args.board.machine(args.platform),
         log.display()
     );
     let outcome = vm::boot(run)?;

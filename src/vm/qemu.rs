@@ -67,6 +67,15 @@ impl Board {
         }
     }
 
+    /// QEMU's name of the machine this board means for a platform.
+    pub fn machine(self, platform: Platform) -> &'static str {
+        match (self, platform) {
+            (Board::Virt, Platform::X86_64Efi) => "q35",
+            (Board::Virt, _) => "virt",
+            (Board::Raspi3b, _) => "raspi3b",
+        }
+    }
+
     /// Whether iPXE can reach the boot server from this board.
     pub fn has_network(self) -> bool {
         self == Board::Virt
@@ -367,6 +376,8 @@ mod tests {
             assert!(Board::Virt.check(platform).is_ok());
         }
         assert!(Board::Virt.has_network() && !Board::Raspi3b.has_network());
+        assert_eq!(Board::Virt.machine(Platform::X86_64Efi), "q35");
+        assert_eq!(Board::Virt.machine(Platform::Rpi4), "virt");
     }
 
     #[test]
