@@ -21,6 +21,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,7 +94,7 @@ impl Store {
     /// page cache of `cache_bytes`.
     pub fn open(path: &Path, wait: Duration, cache_bytes: usize) -> Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            crate::fsutil::create_dir(dir)?;
         }
         let db = open_database(path, wait, cache_bytes)?;
         Ok(Self {
@@ -197,6 +198,9 @@ fn open_database(path: &Path, wait: Duration, cache_bytes: usize) -> Result<Data
             }
         }
     };
+    // redb creates the file with the umask's mode; set it explicitly.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(crate::fsutil::PUBLIC))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
     let txn = begin_write(&db)?;
     txn.open_table(EVENTS)?;
     txn.open_table(EVENTS_BY_MACHINE)?;
