@@ -131,9 +131,14 @@ async fn read<T: Send + 'static>(
 async fn metrics(State(admin): State<Admin>) -> Response {
     let index = admin.app.machines.current();
     let revoked = index.iter().filter(|m| m.is_revoked()).count();
+    let legacy = admin
+        .telemetry
+        .metrics
+        .legacy_tls_machines(index.iter().map(|m| m.fingerprint.as_str()));
     let text = admin.telemetry.metrics.render(
         admin.telemetry.recorder.stats(),
         (index.len() - revoked, revoked),
+        legacy,
     );
     (
         [(
@@ -146,10 +151,18 @@ async fn metrics(State(admin): State<Admin>) -> Response {
 }
 
 fn page_info(admin: &Admin, events: u64) -> PageInfo {
+    let legacy_tls_machines = admin.app.legacy_tls.then(|| {
+        let index = admin.app.machines.current();
+        admin
+            .telemetry
+            .metrics
+            .legacy_tls_machines(index.iter().map(|m| m.fingerprint.as_str()))
+    });
     PageInfo {
         public_url: admin.app.public_url.clone(),
         started: admin.telemetry.started,
         events,
+        legacy_tls_machines,
     }
 }
 

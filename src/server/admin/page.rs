@@ -30,6 +30,9 @@ pub struct PageInfo {
     pub public_url: String,
     pub started: Timestamp,
     pub events: u64,
+    /// Machines whose latest handshake (since start) used a pre-2024 suite;
+    /// `None` when old clients are not served at all.
+    pub legacy_tls_machines: Option<usize>,
 }
 
 /// An enrolled machine and what the history knows of it.
@@ -85,8 +88,12 @@ fn head(out: &mut String, title: &str, info: &PageInfo, now: Timestamp) {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title}</title><style>{STYLE}</style></head><body>\
          <header><h1><a href=\"/\">bootgate</a></h1>\
-         <span class=\"meta\">{url} · up {up} · {events} events recorded · \
+         <span class=\"meta\">{url} · up {up} · {events} events recorded{legacy} · \
          <a href=\"/metrics\">metrics</a></span></header><main>",
+        legacy = match info.legacy_tls_machines {
+            Some(n) => format!(" · {n} machines on old TLS suites"),
+            None => String::new(),
+        },
         title = esc(title),
         url = esc(&info.public_url),
         up = esc(&short(now.since(info.started))),
@@ -416,6 +423,7 @@ mod tests {
             public_url: "https://boot.example.com".into(),
             started: Timestamp::from_micros(1_700_000_000_000_000),
             events: 3,
+            legacy_tls_machines: Some(1),
         }
     }
 
