@@ -379,7 +379,8 @@ fn takes_over_v1_certificates_made_by_the_original() {
         .to_string();
     assert_eq!(fp, fingerprint(&gw));
     env.ok(&["machine", "adopt", revoked.to_str().unwrap()]);
-    env.ok(&["machine", "adopt", expired.to_str().unwrap()]);
+    // Adopted anyway (--force), so that the handshake is what refuses it.
+    env.ok(&["machine", "adopt", expired.to_str().unwrap(), "--force"]);
     env.ok(&["machine", "revoke", "gw-revoked"]);
     // The original's script, unchanged: its own variables and one that
     // bootgate has no data for (the original's S3 scratch space).
