@@ -29,6 +29,12 @@ pub struct Config {
     /// history API), or `off`; `serve --admin-listen` overrides it.
     #[serde(default)]
     pub admin_listen: AdminListen,
+    /// Serve clients that speak only the TLS 1.2 suites of iPXE built before
+    /// 2024 (RSA or DHE key exchange, AES-CBC/GCM) through OpenSSL. Needed to
+    /// take over gateways flashed by ipxe-boot-server; costs forward secrecy
+    /// for clients that choose RSA key exchange. See docs/security.md.
+    #[serde(default)]
+    pub legacy_tls: bool,
     /// Boot history: retention and boot grouping.
     #[serde(default)]
     pub events: EventsConfig,
@@ -142,6 +148,7 @@ impl Config {
             public_url: None,
             secrets_ttl_secs: default_secrets_ttl(),
             admin_listen: AdminListen::default(),
+            legacy_tls: false,
             events: EventsConfig::default(),
         }
     }
@@ -233,6 +240,7 @@ mod tests {
         let minimal: Config = toml::from_str("server_names = [\"a\"]").unwrap();
         assert_eq!(minimal.admin_listen.to_string(), "127.0.0.1:8444");
         assert_eq!(minimal.events, EventsConfig::default());
+        assert!(!minimal.legacy_tls);
         let set: Config = toml::from_str(
             "server_names = [\"a\"]\nadmin_listen = \"off\"\n[events]\nmax_events = 5\n",
         )

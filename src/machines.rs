@@ -131,11 +131,11 @@ pub fn adopt(
     if info.is_ca {
         bail!("this is a CA certificate, not a machine's client certificate");
     }
+    // v1 is what the original's `openssl ca` issued; such a machine is served
+    // through the legacy TLS stack (`legacy_tls`), which accepts v1.
     let version = ca::x509_version(&der)?;
-    if version != 3 {
-        bail!(
-            "this is an X.509 v{version} certificate; TLS client verification accepts only v3: re-issue it with extensions (e.g. `openssl x509 -req ... -extfile` with `extendedKeyUsage=clientAuth`) or enroll the machine with `bootgate machine add`"
-        );
+    if version == 2 {
+        bail!("this is an X.509 v2 certificate; only v1 and v3 client certificates are served");
     }
     refuse_unusable(dir, &der, &info, force)?;
     let ca_pem = std::fs::read_to_string(dir.ca_cert_path())

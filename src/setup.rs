@@ -223,7 +223,10 @@ fn populate(dir: &DataDir, opts: &InitOptions) -> Result<InitReport> {
         }
     }
 
-    Config::new(opts.server_names.clone(), opts.listen).save(dir)?;
+    let mut config = Config::new(opts.server_names.clone(), opts.listen);
+    // A takeover serves gateways flashed with the original's pre-2024 iPXE.
+    config.legacy_tls = matches!(opts.ca, CaSource::Import { .. });
+    config.save(dir)?;
     machines::write_default_template(dir)?;
     Ok(InitReport {
         ca: ca_info,

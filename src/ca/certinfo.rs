@@ -115,6 +115,13 @@ pub fn allows_client_auth(der: &[u8]) -> Result<bool> {
     Ok(usage.is_none_or(|usage| usage.value.client_auth))
 }
 
+/// Whether the certificate's subject is byte for byte its issuer's name, which
+/// OpenSSL-based clients take for a self-signed certificate.
+pub fn subject_is_issuer(der: &[u8]) -> Result<bool> {
+    let cert = parse(der)?;
+    Ok(cert.subject().as_raw() == cert.issuer().as_raw())
+}
+
 /// Checks that `cert_der` carries a valid signature by the CA in `ca_der`.
 pub fn verify_issued_by(cert_der: &[u8], ca_der: &[u8]) -> Result<()> {
     let cert = parse(cert_der)?;

@@ -145,14 +145,25 @@ impl Ca {
         self.issue(params)
     }
 
+    /// Signs `params` with a new key. A subject equal to the CA's (an imported
+    /// CA named after the server, as ipxe-boot-server's were) gets an extra
+    /// `OU=bootgate` so no issued certificate can pass for self-signed.
     fn issue(&self, mut params: CertificateParams) -> Result<Issued> {
         set_validity(&mut params);
         params.use_authority_key_identifier_extension = true;
         let key = PrivateKey::generate_rsa()?;
         let pair = key.key_pair()?;
-        let cert = params
+        let mut cert = params
             .signed_by(&pair, &self.issuer)
             .context("signing the certificate")?;
+        if certinfo::subject_is_issuer(cert.der())? {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationalUnitName, "bootgate");
+            cert = params
+                .signed_by(&pair, &self.issuer)
+                .context("signing the certificate")?;
+        }
         let info = CertInfo::from_der(cert.der())?;
         Ok(Issued {
             cert_pem: cert.pem(),
@@ -203,6 +214,19 @@ mod tests {
         let reloaded = Ca::from_pem(&ca_issued.cert_pem, &ca_issued.key_pem()).unwrap();
         assert_eq!(reloaded.cert_der(), ca.cert_der());
         assert!(Ca::from_pem(&ca_issued.cert_pem, &client.key_pem()).is_err());
+    }
+
+    #[test]
+    fn issued_subjects_never_equal_the_issuer() {
+        let (ca, _) = Ca::generate("boot.example.com").unwrap();
+        let server = ca.issue_server(&["boot.example.com".into()]).unwrap();
+        let der = der_from_pem(&server.cert_pem).unwrap();
+        assert!(!certinfo::subject_is_issuer(&der).unwrap());
+        assert_eq!(server.info.subject_cn.as_deref(), Some("boot.example.com"));
+        verify_issued_by(&der, ca.cert_der()).unwrap();
+        let client = ca.issue_client("gw-1").unwrap();
+        let der = der_from_pem(&client.cert_pem).unwrap();
+        assert!(!certinfo::subject_is_issuer(&der).unwrap());
     }
 
     #[test]

@@ -121,6 +121,19 @@ pub fn run(dir: &DataDir, cmd: MachineCommand) -> Result<()> {
             let machine = machines::adopt(&dir, &pem, args.name.as_ref(), args.force)?;
             let files = dir.machine_files_dir(&machine.fingerprint);
             eprintln!("adopted {} ({})", machine.name, machine.fingerprint);
+            if crate::ca::x509_version(&crate::ca::der_from_pem(&pem)?)? == 1 {
+                let legacy = crate::config::Config::load(&dir)
+                    .map(|c| c.legacy_tls)
+                    .unwrap_or(false);
+                eprintln!(
+                    "note: an X.509 v1 certificate is accepted only from clients served by the legacy TLS stack (iPXE built before 2024){}",
+                    if legacy {
+                        ""
+                    } else {
+                        "; legacy_tls is off in bootgate.toml: turn it on for this machine to connect"
+                    }
+                );
+            }
             if !files.join("boot.ipxe").is_file() {
                 eprintln!(
                     "note: {} has no boot.ipxe yet; copy the old files/{}/ tree there",
@@ -163,11 +176,21 @@ pub fn run(dir: &DataDir, cmd: MachineCommand) -> Result<()> {
                 }
             };
             let view = View::of(machine, seen.as_ref());
+            let unprovided = crate::server::unprovided_variables(&dir, machine)?;
             if args.json {
-                let shown = Shown { view, boots };
+                let shown = Shown {
+                    view,
+                    script: unprovided.as_ref().map(|(path, _)| path.as_path()),
+                    unprovided_variables: unprovided
+                        .as_ref()
+                        .map(|(_, names)| names.as_slice())
+                        .unwrap_or_default(),
+                    boots,
+                };
                 println!("{}", serde_json::to_string_pretty(&shown)?);
             } else {
                 print_details(&dir, &view);
+                print_script(unprovided.as_ref());
                 print_boots(&boots)?;
             }
         }
@@ -232,6 +255,10 @@ struct View<'a> {
 struct Shown<'a> {
     #[serde(flatten)]
     view: View<'a>,
+    /// The script the machine is served, if any.
+    script: Option<&'a std::path::Path>,
+    /// Names it uses that nothing provides; they stay in it as written.
+    unprovided_variables: &'a [String],
     boots: Vec<BootDetail>,
 }
 
@@ -332,6 +359,20 @@ fn print_details(dir: &DataDir, v: &View) {
         None => " (absent: serves files/default/)",
     };
     println!("files:       {}{absent}", files.display());
+}
+
+fn print_script(unprovided: Option<&(std::path::PathBuf, Vec<String>)>) {
+    let Some((script, names)) = unprovided else {
+        println!("script:      none (no boot.ipxe applies)");
+        return;
+    };
+    println!("script:      {}", script.display());
+    if !names.is_empty() {
+        println!(
+            "unset vars:  {} (nothing provides them: they stay as written; set them in vars.toml)",
+            names.join(", ")
+        );
+    }
 }
 
 fn print_boots(boots: &[BootDetail]) -> Result<()> {

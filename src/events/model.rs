@@ -182,6 +182,10 @@ pub struct Event {
     /// From the request's arrival to its last byte (or to the failure).
     #[serde(default)]
     pub duration_ms: u64,
+    /// TLS version and cipher suite of the connection, e.g.
+    /// `TLSv1.2 TLS_RSA_WITH_AES_128_CBC_SHA256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
     /// Why it failed: `revoked`, `no-certificate`, `foreign-ca`, `aborted`, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -211,6 +215,7 @@ impl Event {
             bytes: 0,
             expected_bytes: None,
             duration_ms: 0,
+            tls: None,
             reason: None,
             boot: None,
         }

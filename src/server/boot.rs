@@ -6,8 +6,12 @@
 //! 1. the query parameters of `/boot/ipxe` (`mac`, `platform`, `buildarch`, ...);
 //! 2. the `vars.toml` of the machine's profile (flat `name = "value"` pairs);
 //! 3. the machine's own `vars.toml`;
-//! 4. bootgate's own: `machine_name`, `client_cert_fingerprint`, `server_url`,
-//!    and `secrets_url` when the template uses it.
+//! 4. bootgate's own: `machine_name`, `client_cert_fingerprint`,
+//!    `client_cert_serial`, `server_url`, and `secrets_url` when the template
+//!    uses it.
+//!
+//! [`unprovided_variables`] tells an operator which names a machine's script
+//! uses that none of these provide (they stay in the script as written).
 //!
 //! Which folders those files come from is [`super::resolve`]'s business.
 
@@ -62,6 +66,66 @@ pub fn file_vars(cache: &FileCache<Vars>, root: &Path) -> Result<Option<Arc<Vars
         .map_err(|err| internal("boot variables", format!("{err:#}")))
 }
 
+/// Names bootgate fills in itself.
+pub const OWN_VARIABLES: &[&str] = &[
+    "machine_name",
+    "client_cert_fingerprint",
+    "client_cert_serial",
+    "server_url",
+    "secrets_url",
+];
+
+/// Query parameters that boot images send: `mac` (every original gateway),
+/// `platform` and `buildarch` (images bootgate builds).
+const QUERY_VARIABLES: &[&str] = &["mac", "platform", "buildarch"];
+
+/// A certificate serial (hex, as stored in the registry) written the way
+/// nginx's `$ssl_client_serial` is, which the original passed to its
+/// templates: uppercase hex, without DER's leading zero byte.
+pub fn nginx_serial(serial_hex: &str) -> String {
+    let mut s = serial_hex;
+    while s.len() > 2 && s.starts_with("00") {
+        s = &s[2..];
+    }
+    s.to_ascii_uppercase()
+}
+
+/// The script `machine` is served and the names it references that nothing
+/// provides: not bootgate, not the usual query parameters, not a `vars.toml`.
+/// `None` when no script applies.
+pub fn unprovided_variables(
+    dir: &crate::datadir::DataDir,
+    machine: &crate::registry::Machine,
+) -> anyhow::Result<Option<(std::path::PathBuf, Vec<String>)>> {
+    use anyhow::Context as _;
+    let roots = super::resolve::Roots::of(dir, machine);
+    let Some(script) = roots.scripts().into_iter().find(|p| p.is_file()) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&script)
+        .with_context(|| format!("reading {}", script.display()))?;
+    let mut provided = Vars::new();
+    for folder in roots.vars_folders() {
+        let path = folder.join(VARS_FILE);
+        if path.is_file() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            provided
+                .extend(parse_vars(&text).with_context(|| format!("parsing {}", path.display()))?);
+        }
+    }
+    let missing = crate::bootcfg::template::referenced_names(&text)
+        .into_iter()
+        .filter(|name| {
+            !OWN_VARIABLES.contains(name)
+                && !QUERY_VARIABLES.contains(name)
+                && !provided.contains_key(*name)
+        })
+        .map(str::to_string)
+        .collect();
+    Ok(Some((script, missing)))
+}
+
 /// Parses a vars file: a flat TOML table of strings, integers or booleans.
 pub fn parse_vars(text: &str) -> anyhow::Result<Vars> {
     let table: toml::Table = toml::from_str(text)?;
@@ -97,6 +161,13 @@ mod tests {
         assert!(parse_vars("[table]\nx = 1\n").is_err());
         assert!(parse_vars("\"bad-name\" = 1\n").is_err());
         assert!(parse_vars("not toml").is_err());
+    }
+
+    #[test]
+    fn serials_read_like_nginx() {
+        assert_eq!(nginx_serial("01"), "01");
+        assert_eq!(nginx_serial("00c4ff"), "C4FF");
+        assert_eq!(nginx_serial("00"), "00");
     }
 
     #[test]

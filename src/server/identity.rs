@@ -12,6 +12,24 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// SHA-1 fingerprint of the verified client certificate, if one was presented.
     pub fingerprint: Option<Arc<str>>,
+    /// The TLS protocol version and cipher suite the handshake settled on.
+    pub tls: Arc<TlsSession>,
+}
+
+/// What a handshake settled on, e.g. `TLSv1.2` and
+/// `TLS_DHE_RSA_WITH_AES_128_GCM_SHA256` (IANA names on both stacks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSession {
+    pub version: String,
+    pub suite: String,
+    /// Served by the legacy stack (a client with only pre-2024 iPXE's suites).
+    pub legacy: bool,
+}
+
+impl std::fmt::Display for TlsSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.version, self.suite)
+    }
 }
 
 /// The machine a response was for, attached to the response for the access log.

@@ -26,6 +26,9 @@ pub struct Metrics {
     boot_failures: Mutex<BTreeMap<String, u64>>,
     boots_open: AtomicU64,
     last_boot: Mutex<BTreeMap<String, Timestamp>>,
+    tls_sessions: Mutex<BTreeMap<(String, String, &'static str), u64>>,
+    /// Per client certificate: whether its latest handshake used the legacy stack.
+    latest_stack: Mutex<BTreeMap<String, bool>>,
 }
 
 /// The route a path belongs to, as a metrics label.
@@ -65,6 +68,31 @@ impl Metrics {
         bump(&self.handshake_failures, reason, 1);
     }
 
+    /// Counts an established TLS session by version, suite and stack, and
+    /// notes which stack the certificate's holder used last.
+    pub fn tls_session(&self, fingerprint: Option<&str>, session: &super::TlsSession) {
+        let stack = if session.legacy { "legacy" } else { "modern" };
+        bump(
+            &self.tls_sessions,
+            (session.version.clone(), session.suite.clone(), stack),
+            1,
+        );
+        if let Some(fingerprint) = fingerprint {
+            self.latest_stack
+                .lock()
+                .expect("metrics lock")
+                .insert(fingerprint.to_string(), session.legacy);
+        }
+    }
+
+    /// How many of `fingerprints` last connected with an old client's suite.
+    pub fn legacy_tls_machines<'a>(&self, fingerprints: impl Iterator<Item = &'a str>) -> usize {
+        let latest = self.latest_stack.lock().expect("metrics lock");
+        fingerprints
+            .filter(|f| latest.get(*f).copied().unwrap_or(false))
+            .count()
+    }
+
     pub fn connection_opened(&self) -> ConnectionGuard<'_> {
         self.connections_open.fetch_add(1, Ordering::Relaxed);
         self.connections_total.fetch_add(1, Ordering::Relaxed);
@@ -94,12 +122,14 @@ impl Metrics {
         *entry = (*entry).max(at);
     }
 
-    /// The whole exposition. `machines` is (active, revoked) enrolled machines.
+    /// The whole exposition. `machines` is (active, revoked) enrolled machines;
+    /// `legacy_machines` how many of them last used an old client's suite.
     pub fn render(
         &self,
         recorder: &RecorderStats,
         store: Usage,
         machines: (usize, usize),
+        legacy_machines: usize,
     ) -> String {
         let mut out = Exposition::default();
         out.family(
@@ -116,6 +146,30 @@ impl Metrics {
         out.family("bootgate_machines", "gauge", "Enrolled machines, by state.");
         out.sample("bootgate_machines", &[("state", "active")], machines.0);
         out.sample("bootgate_machines", &[("state", "revoked")], machines.1);
+
+        out.family(
+            "bootgate_legacy_tls_machines",
+            "gauge",
+            "Enrolled machines whose latest TLS session since start used a pre-2024 iPXE suite (legacy stack).",
+        );
+        out.sample("bootgate_legacy_tls_machines", &[], legacy_machines);
+
+        out.family(
+            "bootgate_tls_sessions_total",
+            "counter",
+            "TLS sessions established on the machine listener, by version, suite and stack.",
+        );
+        for ((version, suite, stack), n) in self.tls_sessions.lock().expect("metrics lock").iter() {
+            out.sample(
+                "bootgate_tls_sessions_total",
+                &[
+                    ("version", version.as_str()),
+                    ("suite", suite.as_str()),
+                    ("stack", *stack),
+                ],
+                n,
+            );
+        }
 
         out.family(
             "bootgate_requests_total",
@@ -387,7 +441,15 @@ mod tests {
             Outcome::Failed,
             Some("revoked"),
         )));
-        let text = m.render(&RecorderStats::default(), Usage::default(), (2, 1));
+        let old = super::super::TlsSession {
+            version: "TLSv1.2".into(),
+            suite: "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256".into(),
+            legacy: true,
+        };
+        m.tls_session(Some("aa"), &old);
+        m.tls_session(None, &old);
+        assert_eq!(m.legacy_tls_machines(["aa", "bb"].into_iter()), 1);
+        let text = m.render(&RecorderStats::default(), Usage::default(), (2, 1), 1);
         drop(conn);
         for line in [
             "# TYPE bootgate_requests_total counter",
@@ -403,12 +465,14 @@ mod tests {
             "bootgate_boot_failures_total{reason=\"revoked\"} 1",
             "bootgate_machine_last_boot_timestamp_seconds{machine=\"gw\\\"1\"} 1700000000.500000",
             "bootgate_machines{state=\"revoked\"} 1",
+            "bootgate_legacy_tls_machines 1",
+            "bootgate_tls_sessions_total{version=\"TLSv1.2\",suite=\"TLS_DHE_RSA_WITH_AES_128_GCM_SHA256\",stack=\"legacy\"} 2",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
         assert!(text.ends_with('\n'));
         assert_eq!(
-            m.render(&RecorderStats::default(), Usage::default(), (0, 0))
+            m.render(&RecorderStats::default(), Usage::default(), (0, 0), 0)
                 .lines()
                 .find(|l| l.starts_with("bootgate_connections_open")),
             Some("bootgate_connections_open 0")

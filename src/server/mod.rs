@@ -1,10 +1,13 @@
 //! The boot server: one HTTPS listener for machines, and a plain-HTTP admin
 //! listener for people and Prometheus ([`admin`]). This module owns sockets
-//! and connections; TLS settings live in [`tls`], routes in [`routes`], the
-//! boot history and metrics in [`telemetry`].
+//! and connections; TLS settings live in [`tls`] (rustls) and, for clients
+//! that offer only pre-2024 iPXE's suites, [`legacy_tls`] (OpenSSL), chosen
+//! per connection by [`hello`]; routes live in [`routes`], the boot history
+//! and metrics in [`telemetry`]. Both TLS stacks produce the same [`Peer`].
 //!
 //! Every connection is bounded in time: the TLS handshake and the request
-//! headers must arrive within [`HANDSHAKE_TIMEOUT`], and a connection that
+//! headers must arrive within [`HANDSHAKE_TIMEOUT`] (an old client's
+//! handshake within [`LEGACY_HANDSHAKE_TIMEOUT`]), and a connection that
 //! makes no progress reading or writing for [`IDLE_TIMEOUT`] is dropped, so
 //! slow or vanished clients cost nothing lasting.
 
@@ -17,7 +20,9 @@ mod file_body;
 mod file_cache;
 mod files;
 mod handshake;
+mod hello;
 mod identity;
+mod legacy_tls;
 mod metrics;
 mod paths;
 mod record;
@@ -31,8 +36,8 @@ mod tls;
 mod verifier;
 
 pub use admin::announce as announce_admin;
-pub use boot::{VARS_FILE, parse_vars};
-pub use identity::Peer;
+pub use boot::{VARS_FILE, parse_vars, unprovided_variables};
+pub use identity::{Peer, TlsSession};
 pub use reload::Reloader;
 
 use std::net::SocketAddr;
@@ -41,6 +46,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
@@ -50,9 +56,16 @@ use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::events::Timestamp;
 use handshake::{HandshakeFailure, ReadCount};
+use hello::Replay;
+use legacy_tls::LegacyTls;
 use telemetry::Telemetry;
 
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// An old client's handshake, once its ClientHello is in. A pre-2024 iPXE
+/// does the 2048-bit DHE exchange and signs with its key in its own slow
+/// big-integer code: seconds on real hardware, 107 s measured under QEMU's
+/// emulation on a busy 2-core machine (the takeover test), hence the margin.
+pub const LEGACY_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest request head accepted; iPXE's requests are a few hundred bytes.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -60,16 +73,36 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// A configured server, ready to bind.
 pub struct Server {
     state: Arc<state::AppState>,
-    tls: TlsAcceptor,
+    tls: Arc<Stacks>,
     telemetry: Arc<Telemetry>,
     reloader: Arc<Reloader>,
+}
+
+/// The TLS stacks of the machine listener.
+struct Stacks {
+    modern: TlsAcceptor,
+    /// Present when `legacy_tls` is on.
+    legacy: Option<LegacyTls>,
+    /// The suites `modern` serves: a client offering one of them goes there.
+    modern_suites: Vec<u16>,
 }
 
 impl Server {
     /// Loads everything the server needs (certificates, registry) up front, so
     /// a broken data directory fails before any socket is bound.
     pub fn new(dir: DataDir, config: Config) -> Result<Self> {
-        let tls = TlsAcceptor::from(tls::server_config(&dir)?);
+        let legacy = match config.legacy_tls {
+            true => Some(
+                LegacyTls::new(&dir, tls::client_verifier(&dir, &tls::provider())?)
+                    .context("setting up TLS for old clients (legacy_tls)")?,
+            ),
+            false => None,
+        };
+        let tls = Arc::new(Stacks {
+            modern: TlsAcceptor::from(tls::server_config(&dir)?),
+            legacy,
+            modern_suites: tls::modern_suites(),
+        });
         let events = config.events.clone();
         let state = Arc::new(state::AppState::new(dir.clone(), config.clone())?);
         let telemetry = Arc::new(Telemetry::open(&dir, &events)?);
@@ -165,10 +198,54 @@ impl Server {
     }
 }
 
+/// A connection after its handshake, on whichever stack served it. Moved
+/// once, from the handshake to [`serve_http`], never stored: the rustls
+/// variant stays unboxed so modern connections pay no extra indirection.
+#[allow(clippy::large_enum_variant)]
+enum Secured<S> {
+    Modern(tokio_rustls::server::TlsStream<S>),
+    Legacy(tokio_openssl::SslStream<S>),
+}
+
+type Wire = Replay<ReadCount<TcpStream>>;
+
+/// Picks the stack for this client (when there is a choice) and completes the
+/// handshake on it, within [`HANDSHAKE_TIMEOUT`] (the ClientHello and a
+/// modern handshake) or [`LEGACY_HANDSHAKE_TIMEOUT`] (an old client's).
+async fn handshake(
+    mut stream: ReadCount<TcpStream>,
+    tls: &Stacks,
+) -> Result<std::io::Result<Secured<Wire>>, tokio::time::error::Elapsed> {
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    let Some(legacy) = &tls.legacy else {
+        let accept = tls.modern.accept(Replay::new(Vec::new(), stream));
+        return Ok(tokio::time::timeout_at(deadline, accept)
+            .await?
+            .map(Secured::Modern));
+    };
+    let read = tokio::time::timeout_at(deadline, hello::read_first_record(&mut stream)).await?;
+    let (hello, offer) = match read {
+        Ok(read) => read,
+        Err(err) => return Ok(Err(err)),
+    };
+    let stream = Replay::new(hello, stream);
+    match offer {
+        Some(offer) if offer.is_legacy_only(&tls.modern_suites) => {
+            let accept = legacy.accept(stream);
+            Ok(tokio::time::timeout(LEGACY_HANDSHAKE_TIMEOUT, accept)
+                .await?
+                .map(Secured::Legacy))
+        }
+        _ => Ok(tokio::time::timeout_at(deadline, tls.modern.accept(stream))
+            .await?
+            .map(Secured::Modern)),
+    }
+}
+
 async fn serve_connection(
     stream: TcpStream,
     addr: SocketAddr,
-    tls: TlsAcceptor,
+    tls: Arc<Stacks>,
     router: axum::Router,
     telemetry: Arc<Telemetry>,
 ) -> Result<()> {
@@ -176,8 +253,8 @@ async fn serve_connection(
     let (time, began) = (Timestamp::now(), Instant::now());
     stream.set_nodelay(true)?;
     let (stream, client_bytes) = ReadCount::new(stream);
-    let accept = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream));
-    let tls_stream = match verifier::watch(accept).await {
+    let accept = handshake(stream, &tls);
+    let secured = match verifier::watch(accept).await {
         (Ok(Ok(s)), _) => s,
         (Ok(Err(err)), presented) => {
             let sent = client_bytes.load(std::sync::atomic::Ordering::Relaxed);
@@ -194,15 +271,69 @@ async fn serve_connection(
             return Ok(());
         }
     };
-    let fingerprint = tls_stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|certs| certs.first())
-        .map(|cert| Arc::<str>::from(sha1_fingerprint(cert)));
-    let peer = Peer { addr, fingerprint };
+    match secured {
+        Secured::Modern(stream) => {
+            let conn = stream.get_ref().1;
+            let fingerprint = conn
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .map(|cert| Arc::<str>::from(sha1_fingerprint(cert)));
+            let session = TlsSession {
+                version: match conn.protocol_version() {
+                    Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".into(),
+                    Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".into(),
+                    other => format!("{other:?}"),
+                },
+                suite: conn
+                    .negotiated_cipher_suite()
+                    .map(|s| format!("{:?}", s.suite()))
+                    .unwrap_or_default(),
+                legacy: false,
+            };
+            let peer = Peer {
+                addr,
+                fingerprint,
+                tls: Arc::new(session),
+            };
+            serve_http(stream, peer, router, &telemetry).await
+        }
+        Secured::Legacy(stream) => {
+            let negotiated = legacy_tls::negotiated(&stream);
+            tracing::info!(
+                peer = %addr,
+                suite = negotiated.suite.unwrap_or("-"),
+                ms = began.elapsed().as_millis() as u64,
+                "old TLS client (legacy_tls)"
+            );
+            let session = TlsSession {
+                version: negotiated.version.to_string(),
+                suite: negotiated.suite.unwrap_or_default().to_string(),
+                legacy: true,
+            };
+            let peer = Peer {
+                addr,
+                fingerprint: legacy_tls::peer_fingerprint(&stream).map(Arc::from),
+                tls: Arc::new(session),
+            };
+            serve_http(stream, peer, router, &telemetry).await
+        }
+    }
+}
 
-    let mut timed = tokio_io_timeout::TimeoutStream::new(tls_stream);
+/// Serves HTTP/1.1 on an established TLS connection.
+async fn serve_http<S>(
+    stream: S,
+    peer: Peer,
+    router: axum::Router,
+    telemetry: &Telemetry,
+) -> Result<()>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    telemetry
+        .metrics
+        .tls_session(peer.fingerprint.as_deref(), &peer.tls);
+    let mut timed = tokio_io_timeout::TimeoutStream::new(stream);
     timed.set_read_timeout(Some(IDLE_TIMEOUT));
     timed.set_write_timeout(Some(IDLE_TIMEOUT));
     let io = TokioIo::new(Box::pin(timed));

@@ -43,6 +43,7 @@ pub async fn record_request(
     let route = route_of(path);
     event.path = Some(loggable_path(path));
     event.method = Some(request.method().to_string());
+    event.tls = Some(peer.tls.to_string());
     if let Some(query) = request.uri().query() {
         for (name, value) in query_pairs(query) {
             let slot = match name.as_str() {

@@ -116,6 +116,10 @@ fn render_boot_script(
         "client_cert_fingerprint".into(),
         machine.fingerprint.clone(),
     );
+    vars.insert(
+        "client_cert_serial".into(),
+        boot::nginx_serial(&machine.serial),
+    );
     vars.insert("server_url".into(), state.public_url.clone());
     if template::referenced_names(&text).contains(&"secrets_url") {
         let token = state.secrets.mint(Grant {

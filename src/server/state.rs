@@ -22,6 +22,8 @@ use crate::registry::{Machine, Registry};
 pub struct AppState {
     pub dir: DataDir,
     pub public_url: String,
+    /// Whether old TLS clients are served (`legacy_tls`).
+    pub legacy_tls: bool,
     pub machines: MachineIndex,
     pub assets: AssetCache,
     pub secrets: SecretStore,
@@ -36,6 +38,7 @@ impl AppState {
         let assets = AssetCache::load(&dir)?;
         Ok(Self {
             public_url: config.public_url(),
+            legacy_tls: config.legacy_tls,
             secrets: SecretStore::new(config.secrets_ttl()),
             scripts: FileCache::new(Ok),
             vars: FileCache::new(|text| super::boot::parse_vars(&text)),

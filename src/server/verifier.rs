@@ -81,11 +81,7 @@ impl ClientCertVerifier for RecordingVerifier {
             .inner
             .verify_client_cert(end_entity, intermediates, now);
         if let Err(err) = &result {
-            // Outside `watch` (no slot) there is nobody to tell.
-            let _ = PRESENTED.try_with(|slot| {
-                *slot.lock().expect("presented slot") =
-                    Some(Presented::of(end_entity, err.clone()));
-            });
+            remember(end_entity, err.clone());
         }
         result
     }
@@ -115,6 +111,14 @@ impl ClientCertVerifier for RecordingVerifier {
     fn requires_raw_public_keys(&self) -> bool {
         self.inner.requires_raw_public_keys()
     }
+}
+
+/// Leaves a refused certificate in the slot of the connection being accepted.
+/// Outside [`watch`] (no slot) there is nobody to tell.
+pub fn remember(der: &[u8], error: rustls::Error) {
+    let _ = PRESENTED.try_with(|slot| {
+        *slot.lock().expect("presented slot") = Some(Presented::of(der, error));
+    });
 }
 
 /// Runs a TLS accept with a slot for [`RecordingVerifier`]; returns its

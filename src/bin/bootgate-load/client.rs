@@ -1,6 +1,8 @@
 //! One HTTPS client as a machine would be: TCP, a TLS handshake presenting the
 //! client certificate, then HTTP/1.1 requests over hyper's connection API.
 //! Everything a worker needs is in [`Target`], built once from the arguments.
+//! With `--openssl-ciphers` the handshake is OpenSSL's, TLS 1.2 with exactly
+//! those suites: an iPXE built before 2024 (RSA or DHE key exchange).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -43,6 +45,8 @@ pub struct TlsFiles<'a> {
     pub versions: TlsVersions,
     /// Allow TLS session resumption (off: every connection is a full handshake).
     pub resume: bool,
+    /// Handshake with OpenSSL, TLS 1.2, offering only these suites (OpenSSL names).
+    pub openssl_ciphers: Option<&'a str>,
 }
 
 /// Why a request failed.
@@ -72,6 +76,7 @@ pub struct Target {
     authority: HeaderValue,
     path: http::uri::PathAndQuery,
     connector: TlsConnector,
+    openssl: Option<openssl::ssl::SslConnector>,
     /// Negotiated protocol and cipher suite of the first connection.
     pub negotiated: OnceLock<(String, String)>,
     /// The first few distinct failures, for the report.
@@ -104,6 +109,10 @@ impl Target {
             authority: HeaderValue::from_str(authority).context("the URL's host")?,
             path,
             connector: TlsConnector::from(Arc::new(client_config(tls)?)),
+            openssl: tls
+                .openssl_ciphers
+                .map(|c| openssl_config(tls, c))
+                .transpose()?,
             negotiated: OnceLock::new(),
             examples: Mutex::new(Vec::new()),
         })
@@ -139,12 +148,53 @@ impl Target {
 
     /// A new connection ready for HTTP/1.1 requests.
     pub async fn connect(&self) -> Result<Sender, Failure> {
+        if let Some(openssl) = &self.openssl {
+            let tls = self.openssl_connect(openssl).await?;
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .map_err(Failure::Http)?;
+            tokio::spawn(conn);
+            return Ok(sender);
+        }
         let tls = self.tls_connect().await?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(Failure::Http)?;
         tokio::spawn(conn);
         Ok(sender)
+    }
+
+    /// TCP connect and an OpenSSL TLS 1.2 handshake.
+    async fn openssl_connect(
+        &self,
+        connector: &openssl::ssl::SslConnector,
+    ) -> Result<tokio_openssl::SslStream<TcpStream>, Failure> {
+        let tls_error = |e: openssl::error::ErrorStack| Failure::Tls(std::io::Error::other(e));
+        let tcp = TcpStream::connect(self.addr)
+            .await
+            .map_err(Failure::Connect)?;
+        tcp.set_nodelay(true).map_err(Failure::Connect)?;
+        let name = self.server_name.to_str().into_owned();
+        let ssl = connector
+            .configure()
+            .and_then(|c| c.into_ssl(&name))
+            .map_err(tls_error)?;
+        let mut tls = tokio_openssl::SslStream::new(ssl, tcp).map_err(tls_error)?;
+        std::pin::Pin::new(&mut tls)
+            .connect()
+            .await
+            .map_err(|e| Failure::Tls(std::io::Error::other(e)))?;
+        if self.negotiated.get().is_none() {
+            let ssl = tls.ssl();
+            let suite = ssl
+                .current_cipher()
+                .and_then(|c| c.standard_name())
+                .unwrap_or("-");
+            let _ = self
+                .negotiated
+                .set((ssl.version_str().to_string(), suite.to_string()));
+        }
+        Ok(tls)
     }
 
     /// `GET path` on `sender`; adds the body's bytes to `body_bytes` as they
@@ -234,6 +284,27 @@ fn client_config(files: &TlsFiles<'_>) -> Result<rustls::ClientConfig> {
     }
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+fn openssl_config(files: &TlsFiles<'_>, ciphers: &str) -> Result<openssl::ssl::SslConnector> {
+    use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslSessionCacheMode, SslVersion};
+    let mut b = SslConnector::builder(SslMethod::tls_client())?;
+    b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
+    b.set_max_proto_version(Some(SslVersion::TLS1_2))?;
+    b.set_cipher_list(ciphers)
+        .with_context(|| format!("OpenSSL knows none of {ciphers:?}"))?;
+    b.set_ca_file(files.ca)
+        .with_context(|| format!("reading {}", files.ca.display()))?;
+    if let (Some(cert), Some(key)) = (files.cert, files.key) {
+        b.set_certificate_chain_file(cert)
+            .with_context(|| format!("reading {}", cert.display()))?;
+        b.set_private_key_file(key, SslFiletype::PEM)
+            .with_context(|| format!("reading {}", key.display()))?;
+    }
+    if !files.resume {
+        b.set_session_cache_mode(SslSessionCacheMode::OFF);
+    }
+    Ok(b.build())
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {

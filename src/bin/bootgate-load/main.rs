@@ -73,6 +73,10 @@ struct Args {
     /// Allow TLS session resumption (default: every connection does a full handshake).
     #[arg(long)]
     resume: bool,
+    /// Handshake with OpenSSL, TLS 1.2, offering only these suites (an OpenSSL
+    /// cipher list), as an iPXE built before 2024 does.
+    #[arg(long, value_name = "LIST")]
+    openssl_ciphers: Option<String>,
     /// Crowd: connections that make one request, then stay open and idle during the run.
     #[arg(long, value_name = "N", default_value_t = 0)]
     idle: usize,
@@ -152,6 +156,7 @@ fn run(args: Args) -> Result<()> {
         key: args.key.as_deref(),
         versions: args.tls,
         resume: args.resume,
+        openssl_ciphers: args.openssl_ciphers.as_deref(),
     };
     let target = Arc::new(Target::new(&args.url, args.server_name.as_deref(), &tls)?);
 

@@ -132,10 +132,15 @@ async fn read<T: Send + 'static>(
 async fn metrics(State(admin): State<Admin>) -> Response {
     let index = admin.app.machines.current();
     let revoked = index.iter().filter(|m| m.is_revoked()).count();
+    let legacy = admin
+        .telemetry
+        .metrics
+        .legacy_tls_machines(index.iter().map(|m| m.fingerprint.as_str()));
     let text = admin.telemetry.metrics.render(
         admin.telemetry.recorder.stats(),
         admin.telemetry.store.usage(),
         (index.len() - revoked, revoked),
+        legacy,
     );
     (
         [(
@@ -149,6 +154,13 @@ async fn metrics(State(admin): State<Admin>) -> Response {
 
 fn page_info(admin: &Admin, events: u64) -> PageInfo {
     let stats = admin.telemetry.recorder.stats();
+    let legacy_tls_machines = admin.app.legacy_tls.then(|| {
+        let index = admin.app.machines.current();
+        admin
+            .telemetry
+            .metrics
+            .legacy_tls_machines(index.iter().map(|m| m.fingerprint.as_str()))
+    });
     PageInfo {
         public_url: admin.app.public_url.clone(),
         started: admin.telemetry.started,
@@ -159,6 +171,7 @@ fn page_info(admin: &Admin, events: u64) -> PageInfo {
             last_failure: stats.last_failure(),
             read_error: None,
         },
+        legacy_tls_machines,
     }
 }
 

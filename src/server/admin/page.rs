@@ -32,6 +32,9 @@ pub struct PageInfo {
     pub started: Timestamp,
     pub events: u64,
     pub unrecorded: Unrecorded,
+    /// Machines whose latest handshake (since start) used a pre-2024 suite;
+    /// `None` when old clients are not served at all.
+    pub legacy_tls_machines: Option<usize>,
 }
 
 /// What the boot history could not record since the server started.
@@ -138,8 +141,12 @@ fn head(out: &mut String, title: &str, info: &PageInfo, now: Timestamp) {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title}</title><style>{STYLE}</style></head><body>\
          <header><h1><a href=\"/\">bootgate</a></h1>\
-         <span class=\"meta\">{url} · up {up} · {events} events recorded · \
+         <span class=\"meta\">{url} · up {up} · {events} events recorded{legacy} · \
          <a href=\"/metrics\">metrics</a></span></header><main>",
+        legacy = match info.legacy_tls_machines {
+            Some(n) => format!(" · {n} machines on old TLS suites"),
+            None => String::new(),
+        },
         title = esc(title),
         url = esc(&info.public_url),
         up = esc(&short(now.since(info.started))),
@@ -472,6 +479,7 @@ mod tests {
             started: Timestamp::from_micros(1_700_000_000_000_000),
             events: 3,
             unrecorded: Unrecorded::default(),
+            legacy_tls_machines: Some(1),
         }
     }
 
