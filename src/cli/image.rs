@@ -30,7 +30,8 @@ pub struct BuildArgs {
     /// Target platform: x86_64-efi, arm64-efi, rpi3 or rpi4.
     #[arg(long, value_name = "PLATFORM")]
     pub platform: String,
-    /// Image file to write (refused if it exists, unless --force).
+    /// Image file to write, with its block map FILE.bmap for bmaptool
+    /// (refused if either exists, unless --force).
     #[arg(long, short, value_name = "FILE")]
     pub output: PathBuf,
     /// Folder of firmware files laid out like /usr/lib (ipxe/, u-boot/,
