@@ -4,6 +4,7 @@
 mod asset;
 mod boot_try;
 mod events;
+mod generate;
 pub mod image;
 mod init;
 mod machine;
@@ -55,6 +56,9 @@ pub enum Command {
     Asset(asset::AssetCommand),
     /// Boot history: every request machines made, and failed TLS handshakes.
     Events(events::EventsArgs),
+    /// Write the man pages and shell completions (for packaging).
+    #[command(name = "generate-docs", hide = true)]
+    GenerateDocs(generate::GenerateArgs),
 }
 
 /// Arguments of a `list` subcommand that has nothing but `--json`.
@@ -77,6 +81,7 @@ impl Cli {
             Command::Profile(cmd) => profile::run(&dir, cmd),
             Command::Asset(cmd) => asset::run(&dir, cmd),
             Command::Events(args) => events::run(&dir, args),
+            Command::GenerateDocs(args) => generate::run(args),
         }
     }
 }
