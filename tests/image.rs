@@ -1,11 +1,15 @@
 //! Image builder tests against the real tools: `sfdisk --dump`, `sgdisk -v`,
-//! `fsck.fat -n`, mtools (`mdir`, `mcopy`) and `mkimage -l`. Most use small
-//! fake firmware files (what is checked is the layout, not the firmware); one
-//! test builds every platform from the real Debian files that
-//! `scripts/fetch-assets` puts in `.cache/assets`.
+//! `fsck.fat -n`, mtools (`mdir`, `mcopy`), `mkimage -l`, util-linux `blkid`,
+//! `fsck.ext4 -n`, `bmaptool` and boot2container's own `init.sh`
+//! (`tests/fixtures/boot2container/`). Most use small fake firmware files
+//! (what is checked is the layout, not the firmware); one test builds every
+//! platform from the real Debian files that `scripts/fetch-assets` puts in
+//! `.cache/assets`.
+
+mod support;
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -135,6 +139,7 @@ fn options(platform: Platform, name: &str) -> BuildOptions {
         size: None,
         cache_size: None,
         force: true,
+        full_sha256: false,
     }
 }
 
@@ -185,14 +190,15 @@ fn mcopy(image: &Path, offset: u64, path: &str) -> Vec<u8> {
 
 /// Copies the boot partition out and runs `fsck.fat -n` on it.
 fn fsck_boot_partition(report: &BuildReport) -> String {
+    use std::os::unix::fs::FileExt;
     let boot = &report.partitions[0];
-    let bytes = fs::read(&report.output).unwrap();
+    let mut bytes = vec![0u8; boot.len as usize];
+    fs::File::open(&report.output)
+        .unwrap()
+        .read_exact_at(&mut bytes, boot.start)
+        .unwrap();
     let part = report.output.with_extension("boot-partition");
-    fs::write(
-        &part,
-        &bytes[boot.start as usize..(boot.start + boot.len) as usize],
-    )
-    .unwrap();
+    fs::write(&part, &bytes).unwrap();
     let text = run(Command::new("fsck.fat").arg("-n").arg("-v").arg(&part));
     fs::remove_file(&part).unwrap();
     assert!(!text.contains("Dirty bit"), "{text}");
@@ -269,11 +275,26 @@ fn check_common(report: &BuildReport) {
     let meta = fs::metadata(&report.output).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o600, "images hold a private key");
     assert_eq!(meta.len(), report.size);
-    // Reading a multi-GiB sparse file back costs seconds: the hash of the
-    // smaller images checks the same code.
-    if report.size < GIB {
-        assert_eq!(report.sha256, sha256_file(&report.output));
+    if let Some(sha) = &report.sha256 {
+        assert_eq!(*sha, sha256_file(&report.output));
     }
+    assert_eq!(
+        report.bmap,
+        bootgate::image::output::bmap_path(&report.output)
+    );
+    let bmap = fs::read_to_string(&report.bmap).unwrap();
+    assert!(
+        bmap.contains(&format!(
+            "<BmapFileChecksum> {} </BmapFileChecksum>",
+            report.bmap_sha256
+        )),
+        "{bmap}"
+    );
+    assert_eq!(
+        fs::metadata(&report.bmap).unwrap().mode() & 0o777,
+        0o600,
+        "the block map lists the image's blocks"
+    );
     let prefix = format!(".{}.", report.output.file_name().unwrap().to_string_lossy());
     let leftovers: Vec<_> = fs::read_dir(report.output.parent().unwrap())
         .unwrap()
@@ -577,7 +598,7 @@ fn refuses_bad_input_and_loses_nothing() {
     names.sort();
     assert_eq!(
         names,
-        ["empty-assets", "existing.img"],
+        ["empty-assets", "existing.img", "existing.img.bmap"],
         "nothing else was written"
     );
 }
@@ -586,10 +607,15 @@ fn refuses_bad_input_and_loses_nothing() {
 fn images_are_reproducible_and_take_the_server_url() {
     let mut a = options(Platform::Rpi3, "repro-a.img");
     a.server_url = Some("https://10.0.2.2:8443/".into());
+    a.cache_size = Some(Size(256 * MIB));
+    a.full_sha256 = true;
     let mut b = a.clone();
     b.output = fixture().scratch.join("repro-b.img");
     let (ra, rb) = (build(&a), build(&b));
+    assert!(ra.sha256.is_some());
     assert_eq!(ra.sha256, rb.sha256);
+    assert_eq!(ra.bmap_sha256, rb.bmap_sha256);
+    check_common(&ra);
     assert_eq!(ra.server_url, "https://10.0.2.2:8443");
     check_generated(&ra, "https://10.0.2.2:8443");
     let other = build(&options(Platform::Rpi4, "repro-c.img"));
@@ -662,10 +688,16 @@ fn command_line_builds_and_lists() {
     let again = build(&["--json"]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
-    let forced = build(&["--json", "--force"]);
+    let forced = build(&["--json", "--force", "--sha256"]);
     assert!(forced.status.success());
     let json: serde_json::Value = serde_json::from_slice(&forced.stdout).unwrap();
     assert_eq!(json["sha256"].as_str().unwrap(), sha256_file(&out));
+    let bmap = fs::read_to_string(json["bmap"].as_str().unwrap()).unwrap();
+    assert!(bmap.contains(json["bmap_sha256"].as_str().unwrap()));
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains("bmaptool copy"),
+        "{stdout}"
+    );
     assert_eq!(json["fingerprint"].as_str().unwrap(), m.fingerprint);
 
     let list = Command::new(bin)
@@ -680,6 +712,375 @@ fn command_line_builds_and_lists() {
         text.contains(&f.fake_assets.display().to_string()),
         "{text}"
     );
+}
+
+/// A system tool, found in `$PATH` or the sbin folders.
+fn tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} not found: scripts/test installs it"))
+}
+
+/// The real `blkid`, low-level probing one byte range of `image`.
+fn blkid_range(image: &Path, start: u64, len: u64) -> String {
+    run(Command::new(tool("blkid"))
+        .arg("-p")
+        .arg("--offset")
+        .arg(start.to_string())
+        .arg("--size")
+        .arg(len.to_string())
+        .arg(image))
+}
+
+/// `fsck.ext4 -fn` on the file system at `start` of `image`.
+fn fsck_ext4(image: &Path, start: u64) -> String {
+    run(Command::new(tool("fsck.ext4"))
+        .arg("-fn")
+        .arg(format!("{}?offset={start}", image.display())))
+}
+
+fn init_sh() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/boot2container/init.sh")
+}
+
+/// Runs boot2container's own `find_container_partition` (from its init.sh,
+/// by bash) with a `blkid` that sees only `image`: the real blkid probes the
+/// disk and each partition at its offset, reported as /dev/mmcblk0 and
+/// /dev/mmcblk0pN. Returns the device it picks.
+fn b2c_find_container_partition(image: &Path, report: &BuildReport) -> Option<String> {
+    let bin = image.with_extension("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let mut script = format!(
+        "#!/bin/bash\n\
+         # blkid as boot2container runs it, over the devices of one disk image\n\
+         real={real:?}\nimg={img:?}\n\
+         emit() {{ local name=$1 out; shift; out=$(\"$real\" -p \"$@\" \"$img\") || return 0; printf '%s%s\\n' \"$name\" \"${{out#\"$img\"}}\"; }}\n\
+         emit /dev/mmcblk0\n",
+        real = tool("blkid"),
+        img = image,
+    );
+    for p in &report.partitions {
+        script.push_str(&format!(
+            "emit /dev/mmcblk0p{} --offset {} --size {}\n",
+            p.number, p.start, p.len
+        ));
+    }
+    let wrapper = bin.join("blkid");
+    fs::write(&wrapper, script).unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg("UNITTEST=1 . \"$1\"; find_container_partition")
+        .arg("find")
+        .arg(init_sh())
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    fs::remove_dir_all(&bin).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    match out.status.code() {
+        Some(0) => Some(stdout),
+        Some(1) if stdout.is_empty() => None,
+        _ => panic!(
+            "find_container_partition: {:?}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+fn allocated(path: &Path) -> u64 {
+    fs::metadata(path).unwrap().blocks() * 512
+}
+
+#[test]
+fn cache_partition_is_the_file_system_boot2container_looks_for() {
+    for (platform, cache) in [
+        (Platform::X86_64Efi, 8 * GIB),
+        (Platform::Arm64Efi, GIB),
+        (Platform::Rpi3, 64 * MIB),
+        (Platform::Rpi4, 8 * GIB),
+    ] {
+        let mut opts = options(platform, &format!("b2c-{platform}.img"));
+        opts.cache_size = Some(Size(cache));
+        let report = build(&opts);
+        check_common(&report);
+        fsck_boot_partition(&report);
+        let part = report.cache().expect("a cache partition").clone();
+        assert_eq!(part.len, cache);
+
+        let probe = blkid_range(&report.output, part.start, part.len);
+        let fs_uuid = part.fs_uuid.clone().expect("an ext4 UUID");
+        for needle in [
+            "TYPE=\"ext4\"".to_string(),
+            "LABEL=\"B2C_CACHE\"".to_string(),
+            format!("UUID=\"{fs_uuid}\""),
+        ] {
+            assert!(probe.contains(&needle), "{platform}: {needle} in {probe}");
+        }
+        fsck_ext4(&report.output, part.start);
+        let features = run(Command::new(tool("dumpe2fs")).arg("-h").arg(format!(
+            "{}?offset={}",
+            report.output.display(),
+            part.start
+        )));
+        assert!(
+            features
+                .lines()
+                .any(|l| l.starts_with("Filesystem features:") && l.contains(" encrypt")),
+            "boot2container formats with -O encrypt:\n{features}"
+        );
+
+        assert_eq!(
+            b2c_find_container_partition(&report.output, &report).as_deref(),
+            Some(format!("/dev/mmcblk0p{}", part.number).as_str()),
+            "{platform}"
+        );
+        assert!(
+            allocated(&report.output) < 16 * MIB && report.mapped_bytes < 16 * MIB,
+            "{platform}: {} allocated, {} mapped",
+            allocated(&report.output),
+            report.mapped_bytes
+        );
+        fs::remove_file(&report.output).unwrap();
+        fs::remove_file(&report.bmap).unwrap();
+    }
+
+    // Without a cache partition boot2container finds nothing (and `auto`
+    // would repartition the first disk).
+    let report = build(&options(Platform::Rpi4, "b2c-none.img"));
+    assert_eq!(b2c_find_container_partition(&report.output, &report), None);
+}
+
+/// Writes `image` onto `card` (a file already full of other data, like a
+/// used SD card) with bmaptool's own copy code, which writes only the mapped
+/// blocks and verifies their checksums.
+fn bmap_copy_onto(image: &Path, bmap: &Path, card: &Path) {
+    // The Python bmaptool runs with (its bmaptools module is installed for).
+    let bmaptool = fs::read_to_string(tool("bmaptool")).unwrap();
+    let python = bmaptool
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("#!"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("bmaptool starts with #!python")
+        .to_string();
+    run(Command::new(python)
+        .arg("-c")
+        .arg(
+            "import os, sys\n\
+             from bmaptools.BmapCopy import BmapCopy\n\
+             image, card, bmap = sys.argv[1:4]\n\
+             with open(image, 'rb') as i, open(card, 'r+b') as d, open(bmap) as b:\n    \
+             BmapCopy(i, d, b, os.path.getsize(image)).copy(False, True)\n",
+        )
+        .arg(image)
+        .arg(card)
+        .arg(bmap));
+}
+
+#[test]
+fn bmaptool_writes_the_image_and_verifies_it() {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    let scratch = &fixture().scratch;
+    for platform in [Platform::X86_64Efi, Platform::Rpi4] {
+        let mut opts = options(platform, &format!("bmap-{platform}.img"));
+        opts.cache_size = Some(Size(64 * MIB));
+        opts.full_sha256 = true;
+        let report = build(&opts);
+        check_common(&report);
+
+        let copy = scratch.join(format!("bmap-{platform}.copy"));
+        let _ = fs::remove_file(&copy);
+        let out = run(Command::new("bmaptool")
+            .arg("copy")
+            .arg("--bmap")
+            .arg(&report.bmap)
+            .arg(&report.output)
+            .arg(&copy));
+        assert!(!out.contains("WARNING"), "{out}");
+        assert_eq!(
+            Some(sha256_file(&copy)),
+            report.sha256,
+            "{platform}: the copy is the image"
+        );
+        fs::remove_file(&copy).unwrap();
+
+        // A used card: every block it is not given keeps old bytes, yet the
+        // partition table and both file systems check.
+        let card = scratch.join(format!("bmap-{platform}.card"));
+        {
+            let mut file = fs::File::create(&card).unwrap();
+            let junk = vec![0xA5u8; MIB as usize];
+            for _ in 0..report.size / MIB {
+                file.write_all(&junk).unwrap();
+            }
+        }
+        bmap_copy_onto(&report.output, &report.bmap, &card);
+        let mut on_card = report.clone();
+        on_card.output = card.clone();
+        fsck_boot_partition(&on_card);
+        check_files(&on_card);
+        let dump = |path: &Path| sfdisk_dump(path).replace(&path.display().to_string(), "DISK");
+        assert_eq!(dump(&card), dump(&report.output));
+        if platform == Platform::X86_64Efi {
+            let verify = run(Command::new("sgdisk").arg("-v").arg(&card));
+            assert!(verify.contains("No problems found"), "{verify}");
+        }
+        let cache = report.cache().unwrap();
+        fsck_ext4(&card, cache.start);
+        let probe = blkid_range(&card, cache.start, cache.len);
+        assert!(probe.contains("LABEL=\"B2C_CACHE\""), "{probe}");
+        fs::remove_file(&card).unwrap();
+
+        // bmaptool checks what it copies against the block map.
+        let boot = report.partitions[0].start;
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&report.output)
+            .unwrap()
+            .write_all_at(b"X", boot + 3)
+            .unwrap();
+        let refused = Command::new("bmaptool")
+            .arg("copy")
+            .arg("--bmap")
+            .arg(&report.bmap)
+            .arg(&report.output)
+            .arg(&copy)
+            .output()
+            .unwrap();
+        assert!(!refused.status.success());
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("checksum mismatch"),
+            "{}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+        let _ = fs::remove_file(&copy);
+        fs::remove_file(&report.output).unwrap();
+        fs::remove_file(&report.bmap).unwrap();
+    }
+}
+
+/// Runs `script` with `bash` as root of a new user and mount namespace, so
+/// that it can mount small tmpfs file systems; `$1` is the bootgate binary,
+/// `$2` the data directory, `$3` the fake firmware.
+fn in_namespace(script: &str) -> std::process::Output {
+    let f = fixture();
+    Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "bash", "-c"])
+        .arg(script)
+        .arg("ns")
+        .arg(env!("CARGO_BIN_EXE_bootgate"))
+        .arg(f.data.root())
+        .arg(&f.fake_assets)
+        .output()
+        .expect("unshare (util-linux) runs")
+}
+
+#[test]
+fn full_disks_and_other_file_systems_leave_no_partial_output() {
+    let root = fixture().scratch.join("mounts");
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(&root).unwrap();
+    let script = format!(
+        r#"set -u
+root={root:?}
+build() {{ "$1" --data "$2" image build --machine gw-1 --platform rpi4 --assets "$3" --cache-size 8G "${{@:4}}"; }}
+for size in 1m 5m 12m; do
+    mkdir -p "$root/$size"
+    mount -t tmpfs -o size=$size tmpfs "$root/$size" || exit 99
+done
+echo "== 1m"; build "$@" --output "$root/1m/gw.img" 2>&1; echo "status $?"; ls -A "$root/1m"
+echo "== 5m"; build "$@" --output "$root/5m/gw.img" 2>&1; echo "status $?"; ls -A "$root/5m"
+echo "== 12m"; build "$@" --output "$root/12m/gw.img" >/dev/null 2>&1; echo "status $?"
+# The same files (inode, size, time) and the same block map, which lists
+# the image's checksums.
+snap() {{ stat -c '%n %i %s %Y' "$root/12m/gw.img" "$root/12m/gw.img.bmap"; sha256sum "$root/12m/gw.img.bmap"; }}
+snap >"$root/12m.before"
+echo "== 12m again"; build "$@" --output "$root/12m/gw.img" --force 2>&1; echo "status $?"; ls -A "$root/12m"
+snap | cmp -s - "$root/12m.before" && echo "kept intact"
+"#
+    );
+    let out = in_namespace(&script);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sections: Vec<&str> = text.split("== ").skip(1).collect();
+    assert_eq!(sections.len(), 4, "{text}");
+    // 1m: even mke2fs's scratch file does not fit; 5m: the image does not.
+    for section in &sections[..2] {
+        assert!(section.contains("is full"), "{section}");
+        assert!(section.contains("nothing was written"), "{section}");
+        let listing = section.split("status ").nth(1).unwrap().trim();
+        assert!(
+            listing.starts_with(|c: char| c.is_ascii_digit() && c != '0'),
+            "{section}"
+        );
+        assert_eq!(listing.lines().count(), 1, "files left behind: {section}");
+    }
+    // 12m: built (on a file system other than the data directory's), then a
+    // second build with --force finds no room and keeps the first.
+    assert!(sections[2].contains("status 0"), "{}", sections[2]);
+    assert!(sections[3].contains("is full"), "{}", sections[3]);
+    let listing: Vec<&str> = sections[3]
+        .split("status ")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .collect();
+    assert_eq!(listing, ["gw.img", "gw.img.bmap", "kept intact"], "{text}");
+}
+
+#[test]
+fn ctrl_c_stops_the_build_and_removes_its_files() {
+    let f = fixture();
+    let dir = f.scratch.join("interrupted");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    // Hashing 64 GiB of zeros (--sha256) takes long enough to be interrupted.
+    let child = Command::new(env!("CARGO_BIN_EXE_bootgate"))
+        .arg("--data")
+        .arg(f.data.root())
+        .args(["image", "build", "--machine", "gw-1", "--platform", "rpi4"])
+        .arg("--assets")
+        .arg(&f.fake_assets)
+        .args(["--cache-size", "64G", "--sha256", "--output"])
+        .arg(dir.join("gw.img"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    support::wait_until(
+        "the image's temporary file",
+        std::time::Duration::from_secs(120),
+        || {
+            fs::read_dir(&dir)
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        },
+    );
+    let pid = i32::try_from(child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let left: Vec<_> = fs::read_dir(&dir).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 #[test]
@@ -709,6 +1110,14 @@ fn image_files_do_not_depend_on_the_umask() {
             fs::metadata(&out).unwrap().mode() & 0o7777,
             0o600,
             "image under umask {mask:03o}"
+        );
+        assert_eq!(
+            fs::metadata(bootgate::image::output::bmap_path(&out))
+                .unwrap()
+                .mode()
+                & 0o7777,
+            0o600,
+            "block map under umask {mask:03o}"
         );
     }
 }

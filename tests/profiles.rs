@@ -779,3 +779,76 @@ fn wait_with_peak_rss(child: &std::process::Child) -> (i32, i64) {
     let usage = unsafe { usage.assume_init() };
     (libc::WEXITSTATUS(status), usage.ru_maxrss)
 }
+
+/// `b2c.cache_device=auto` repartitions a disk when no B2C_CACHE file system
+/// exists: `profile create` says so, and `image build` warns when the
+/// machine's script asks for it and the image has no cache partition.
+#[test]
+fn auto_cache_is_warned_about_where_it_can_wipe_a_card() {
+    let env = Env::new();
+    env.add_asset("vmlinuz", b"kernel");
+    env.add_asset("initramfs.cpio.xz", b"initramfs");
+    let create = |name: &str, cache: &str| {
+        env.run(&[
+            "profile",
+            "create",
+            name,
+            "--b2c",
+            "--kernel",
+            "vmlinuz",
+            "--initramfs",
+            "initramfs.cpio.xz",
+            "--run",
+            "img",
+            "--cache-device",
+            cache,
+        ])
+    };
+    let auto = create("gw", "auto");
+    assert!(auto.status.success());
+    let stderr = String::from_utf8_lossy(&auto.stderr);
+    assert!(
+        stderr.contains("warning: b2c.cache_device=auto") && stderr.contains("--cache-size"),
+        "{stderr}"
+    );
+    let none = create("lab", "none");
+    assert!(!String::from_utf8_lossy(&none.stderr).contains("warning"));
+
+    env.add_with_profile("gw-1", "gw");
+    env.add_with_profile("lab-1", "lab");
+    let assets = env.tmp.path().join("firmware");
+    write(&assets.join("ipxe/ipxe-amd64.efi"), b"MZ fake ipxe");
+    let build = |machine: &str, extra: &[&str]| {
+        let out_file = env
+            .tmp
+            .path()
+            .join(format!("{machine}-{}.img", extra.len()));
+        let mut args = vec![
+            "image",
+            "build",
+            "--machine",
+            machine,
+            "--platform",
+            "x86_64-efi",
+            "--assets",
+            assets.to_str().unwrap(),
+            "--output",
+            out_file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = env.run(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let warned = build("gw-1", &[]);
+    assert!(
+        warned.contains("b2c.cache_device=auto, but this image has no cache partition"),
+        "{warned}"
+    );
+    assert!(!build("gw-1", &["--cache-size", "16M"]).contains("warning"));
+    assert!(!build("lab-1", &[]).contains("warning"));
+}

@@ -220,16 +220,22 @@ impl fmt::Display for B2cParam {
     }
 }
 
+/// The file system label boot2container's `b2c.cache_device=auto` looks for.
+pub const CACHE_LABEL: &str = "B2C_CACHE";
+
 /// `b2c.cache_device`: where boot2container keeps container images.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheDevice {
     /// No cache: images are pulled into RAM at every boot.
     None,
-    /// The partition labelled `B2C_CACHE`, else the first disk, repartitioned.
+    /// The first file system labelled `B2C_CACHE` (what `image build
+    /// --cache-size` makes); when there is none, boot2container repartitions
+    /// and formats the first disk it finds.
     Auto,
-    /// Like `auto`, but wiped first.
+    /// Like `auto`, but the labelled file system is reformatted first.
     Reset,
-    /// A block device; if it has no filesystem, boot2container formats it.
+    /// A block device path (see docs/boot2container.md for how boot2container
+    /// treats it).
     Device(String),
 }
 
@@ -412,8 +418,26 @@ impl B2cConfig {
         Ok(())
     }
 
+    /// `auto` or `reset`, from `--cache-device` or a raw `--b2c cache_device=`.
+    fn searches_for_cache(&self) -> Option<String> {
+        let raw = self
+            .params
+            .iter()
+            .filter(|p| p.name == "cache_device")
+            .filter_map(|p| p.value.as_ref().map(|v| v.as_str().to_string()));
+        let flag = self.cache_device.iter().map(|c| c.to_string());
+        flag.chain(raw).find(|v| v == "auto" || v == "reset")
+    }
+
     fn warnings(&self, cmdline: &str, variables: &[&str]) -> Vec<String> {
         let mut warnings = Vec::new();
+        // A profile does not know its machines' platforms or images: say
+        // what `auto` needs every time it is used.
+        if let Some(mode) = self.searches_for_cache() {
+            warnings.push(format!(
+                "b2c.cache_device={mode}: boot2container uses the file system labelled {CACHE_LABEL}, and on a machine without one it repartitions and formats the first disk it finds (on a Raspberry Pi, the SD card it booted from); build the image of every machine of this profile with `bootgate image build --cache-size SIZE`, which makes that file system, or use --cache-device none"
+            ));
+        }
         for param in &self.params {
             if !KNOWN_PARAMS.contains(&param.name.as_str()) {
                 warnings.push(format!(
@@ -514,7 +538,32 @@ mod tests {
              fdt /files/bcm2711-rpi-4-b.dtb\n\
              boot\n"
         );
-        assert!(rendered.warnings.is_empty(), "{:?}", rendered.warnings);
+        assert_eq!(rendered.warnings.len(), 1, "{:?}", rendered.warnings);
+        assert!(
+            rendered.warnings[0].contains("b2c.cache_device=auto")
+                && rendered.warnings[0].contains("--cache-size"),
+            "{:?}",
+            rendered.warnings
+        );
+    }
+
+    #[test]
+    fn warns_that_auto_needs_a_cache_file_system() {
+        let mut c = config("k", "i", &["x"]);
+        for (flag, raw, warned) in [
+            (Some("auto"), None, true),
+            (Some("reset"), None, true),
+            (Some("none"), None, false),
+            (Some("/dev/mmcblk0p2"), None, false),
+            (None, Some("cache_device=auto"), true),
+            (None, Some("cache_device=none"), false),
+        ] {
+            c.cache_device = flag.map(|f| f.parse().unwrap());
+            c.params = raw.iter().map(|r| r.parse().unwrap()).collect();
+            let warnings = c.render(&[]).unwrap().warnings;
+            let found = warnings.iter().any(|w| w.contains("repartitions"));
+            assert_eq!(found, warned, "{flag:?} {raw:?}: {warnings:?}");
+        }
     }
 
     #[test]

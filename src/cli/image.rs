@@ -30,7 +30,8 @@ pub struct BuildArgs {
     /// Target platform: x86_64-efi, arm64-efi, rpi3 or rpi4.
     #[arg(long, value_name = "PLATFORM")]
     pub platform: String,
-    /// Image file to write (refused if it exists, unless --force).
+    /// Image file to write, with its block map FILE.bmap for bmaptool
+    /// (refused if either exists, unless --force).
     #[arg(long, short, value_name = "FILE")]
     pub output: PathBuf,
     /// Folder of firmware files laid out like /usr/lib (ipxe/, u-boot/,
@@ -46,13 +47,19 @@ pub struct BuildArgs {
     /// cache leaves (default: a 64 MiB boot partition plus the cache).
     #[arg(long, value_name = "SIZE")]
     pub size: Option<Size>,
-    /// Add an (unformatted) boot2container cache partition of this size, e.g. 8G.
-    /// The image file stays sparse: the cache takes no space in it.
+    /// Add a boot2container cache partition of this size, e.g. 8G, formatted
+    /// as boot2container does it (ext4 labelled B2C_CACHE, with mke2fs). The
+    /// image file stays sparse: the cache takes a few MiB in it.
     #[arg(long, value_name = "SIZE")]
     pub cache_size: Option<Size>,
-    /// Replace FILE if it exists.
+    /// Replace FILE (and FILE.bmap) if they exist.
     #[arg(long)]
     pub force: bool,
+    /// Also print the SHA-256 of the whole image file. It reads every byte,
+    /// the sparse zeros included (seconds for a large cache); the block
+    /// map's checksum, always printed, identifies the image at no cost.
+    #[arg(long)]
+    pub sha256: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -79,9 +86,14 @@ fn build(data: &DataDir, args: BuildArgs) -> Result<()> {
         size: args.size,
         cache_size: args.cache_size,
         force: args.force,
+        full_sha256: args.sha256,
     };
+    crate::image::interrupt::install()?;
     let mut progress = CliProgress::new();
     let report = crate::image::build(data, &opts, &mut progress)?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report_json(&report))?);
     } else {
@@ -201,7 +213,16 @@ fn report_text(r: &BuildReport) -> String {
         r.size,
         Size(r.data_bytes)
     );
-    let _ = writeln!(s, "  sha256       {}", r.sha256);
+    let _ = writeln!(
+        s,
+        "  block map    {} ({} to write to a card)",
+        r.bmap.display(),
+        Size(r.mapped_bytes)
+    );
+    let _ = writeln!(s, "  bmap sha256  {} (identifies the image)", r.bmap_sha256);
+    if let Some(sha) = &r.sha256 {
+        let _ = writeln!(s, "  sha256       {sha}");
+    }
     let table = match r.table {
         TableKind::Gpt => "GPT, disk GUID",
         TableKind::Mbr => "MBR, disk id",
@@ -217,10 +238,16 @@ fn report_text(r: &BuildReport) -> String {
                 ),
                 TableKind::Mbr => format!("boot, {} label {BOOT_LABEL}", fat_name(r.fat.fat_type)),
             },
-            Role::Cache => match r.table {
-                TableKind::Gpt => format!("cache, name {CACHE_LABEL}, unformatted"),
-                TableKind::Mbr => "cache, unformatted".to_string(),
-            },
+            Role::Cache => {
+                let fs = format!(
+                    "ext4 label {CACHE_LABEL} UUID {}",
+                    p.fs_uuid.as_deref().unwrap_or("-")
+                );
+                match r.table {
+                    TableKind::Gpt => format!("cache, name {CACHE_LABEL}, {fs}"),
+                    TableKind::Mbr => format!("cache, {fs}"),
+                }
+            }
         };
         let id = match r.table {
             TableKind::Gpt => "GUID",
@@ -235,26 +262,19 @@ fn report_text(r: &BuildReport) -> String {
             p.uuid
         );
     }
-    if let Some(cache) = r.cache() {
-        let hint = match r.table {
-            TableKind::Gpt => format!(
-                "boot2container: b2c.cache_device=auto looks for the partition named {CACHE_LABEL}; \
-                 or give it by path (partition {})",
-                cache.number
-            ),
-            TableKind::Mbr => format!(
-                "boot2container: MBR partitions carry no name, so give the cache by path, \
-                 e.g. b2c.cache_device=/dev/mmcblk0p{} (b2c formats it on first use)",
-                cache.number
-            ),
-        };
-        let _ = writeln!(s, "  {hint}");
+    if r.cache().is_some() {
+        let _ = writeln!(
+            s,
+            "  boot2container: b2c.cache_device=auto finds and mounts this cache by its file system label {CACHE_LABEL}"
+        );
     }
+    let bmap = r.bmap.display();
     let _ = writeln!(
         s,
-        "Write it to the card or stick (replace sdX; this erases it):\n  \
-         sudo dd if={path} of=/dev/sdX bs=4M conv=fsync status=progress\n  \
-         or, skipping the sparse parts: bmaptool create -o {path}.bmap {path} && sudo bmaptool copy {path} /dev/sdX"
+        "Write it to the card or stick (replace sdX; this erases it), writing only the mapped blocks:\n  \
+         sudo bmaptool copy --bmap {bmap} {path} /dev/sdX\n\
+         or, without bmaptool (writes every byte of the image):\n  \
+         sudo dd if={path} of=/dev/sdX bs=4M conv=fsync status=progress"
     );
     s
 }
@@ -269,6 +289,9 @@ fn report_json(r: &BuildReport) -> serde_json::Value {
         "server_url": r.server_url,
         "size": r.size,
         "data_bytes": r.data_bytes,
+        "mapped_bytes": r.mapped_bytes,
+        "bmap": r.bmap,
+        "bmap_sha256": r.bmap_sha256,
         "sha256": r.sha256,
         "table": match r.table { TableKind::Gpt => "gpt", TableKind::Mbr => "mbr" },
         "disk_id": r.disk_id,
@@ -280,7 +303,9 @@ fn report_json(r: &BuildReport) -> serde_json::Value {
             "size": p.len,
             "name": p.name,
             "uuid": p.uuid,
+            "fs_uuid": p.fs_uuid,
         })).collect::<Vec<_>>(),
+        "warnings": r.warnings,
         "files": r.files.iter().map(|f| serde_json::json!({
             "path": f.path,
             "size": f.len,
@@ -302,7 +327,7 @@ pub fn platforms_text(search: &AssetSearch) -> String {
         };
         let _ = writeln!(
             s,
-            "  disk:       {disk} ({} by default); optional {CACHE_LABEL} cache partition",
+            "  disk:       {disk} ({} by default); optional ext4 {CACHE_LABEL} cache partition",
             Size(DEFAULT_BOOT_SIZE)
         );
         let _ = writeln!(s, "  firmware:");

@@ -77,8 +77,10 @@ pub struct CreateArgs {
     /// Clock source: auto (from DHCP), none, or a host (b2c.ntp_peer).
     #[arg(long, value_name = "auto|none|HOST", requires = "b2c")]
     ntp_peer: Option<NtpPeer>,
-    /// Where container images are cached: auto (the B2C_CACHE partition),
-    /// none, reset, or a device such as /dev/mmcblk0p2 (b2c.cache_device).
+    /// Where container images are cached (b2c.cache_device): auto (the file
+    /// system labelled B2C_CACHE that `image build --cache-size` makes; a
+    /// machine without one gets its first disk repartitioned and formatted),
+    /// reset (the same, reformatted), none, or a device such as /dev/mmcblk0p2.
     #[arg(long, value_name = "auto|none|reset|/dev/...", requires = "b2c")]
     cache_device: Option<CacheDevice>,
     /// Add b2c.extra_args_url=$secrets_url: each boot fetches the machine's

@@ -3,9 +3,15 @@
 //! it, then [`SparseImage::runs`] streams it out: data runs are written, the
 //! zero gaps between them are skipped (left as holes in a sparse file) yet
 //! still visible to whoever hashes the image.
+//!
+//! It also remembers every block that was *written*, zeros included: those
+//! are the blocks whose content matters (a FAT's free entries, the unused
+//! slots of a GPT's entry array). [`SparseImage::mapped`] lists them, for the
+//! block map that lets `bmaptool` skip the rest of a card.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
 
 const BLOCK: usize = 4096;
 const BLOCK_U64: u64 = BLOCK as u64;
@@ -16,6 +22,8 @@ pub struct SparseImage {
     len: u64,
     pos: u64,
     blocks: BTreeMap<u64, Box<[u8; BLOCK]>>,
+    /// Blocks written with zeros only (never stored).
+    zero_written: BTreeSet<u64>,
 }
 
 /// One stretch of a [`SparseImage`], in order.
@@ -34,6 +42,59 @@ impl SparseImage {
             len,
             pos: 0,
             blocks: BTreeMap::new(),
+            zero_written: BTreeSet::new(),
+        }
+    }
+
+    /// Size of the blocks [`SparseImage::mapped`] counts in.
+    pub const BLOCK_SIZE: u64 = BLOCK_U64;
+
+    /// Ranges of block numbers (of [`SparseImage::BLOCK_SIZE`] bytes) that
+    /// were written, with data or with zeros, merged and in order: what a
+    /// card must receive for the image to work on it.
+    pub fn mapped(&self) -> Vec<Range<u64>> {
+        let mut ranges: Vec<Range<u64>> = Vec::new();
+        let mut stored = self.blocks.keys().copied().peekable();
+        let mut zeros = self.zero_written.iter().copied().peekable();
+        loop {
+            let next = match (stored.peek(), zeros.peek()) {
+                (Some(&a), Some(&b)) if a <= b => stored.next(),
+                (Some(_), Some(_)) => zeros.next(),
+                (Some(_), None) => stored.next(),
+                (None, Some(_)) => zeros.next(),
+                (None, None) => break,
+            };
+            let block = next.expect("peeked");
+            match ranges.last_mut() {
+                Some(last) if last.end == block => last.end += 1,
+                _ => ranges.push(block..block + 1),
+            }
+        }
+        ranges
+    }
+
+    /// Bytes in the blocks [`SparseImage::mapped`] lists.
+    pub fn mapped_bytes(&self) -> u64 {
+        self.mapped()
+            .iter()
+            .map(|r| (r.end * BLOCK_U64).min(self.len) - r.start * BLOCK_U64)
+            .sum()
+    }
+
+    /// Copies `buf.len()` bytes at `offset` into `buf` (zeros where nothing
+    /// is stored) without moving the cursor.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) {
+        let mut done = 0;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let index = pos / BLOCK_U64;
+            let within = (pos % BLOCK_U64) as usize;
+            let n = (buf.len() - done).min(BLOCK - within);
+            match self.blocks.get(&index) {
+                Some(block) => buf[done..done + n].copy_from_slice(&block[within..within + n]),
+                None => buf[done..done + n].fill(0),
+            }
+            done += n;
         }
     }
 
@@ -133,12 +194,16 @@ impl Write for SparseImage {
         let data = &buf[..n];
         match self.blocks.get_mut(&index) {
             Some(block) => block[within..within + n].copy_from_slice(data),
-            // Zeros over a block never written: nothing to store.
-            None if data.iter().all(|&b| b == 0) => {}
+            // Zeros over a block never written: nothing to store, but the
+            // block now matters.
+            None if data.iter().all(|&b| b == 0) => {
+                self.zero_written.insert(index);
+            }
             None => {
                 let mut block = Box::new([0u8; BLOCK]);
                 block[within..within + n].copy_from_slice(data);
                 self.blocks.insert(index, block);
+                self.zero_written.remove(&index);
             }
         }
         self.pos += n as u64;
@@ -221,6 +286,30 @@ mod tests {
         assert!(
             matches!(runs[3], Run::Data { offset, bytes } if offset == 4 * BLOCK_U64 && bytes == [&[0u8; 9][..], b"y"].concat())
         );
+    }
+
+    #[test]
+    fn maps_every_written_block_zeros_included() {
+        let mut disk = SparseImage::new(10 * BLOCK_U64 + 100);
+        disk.seek(SeekFrom::Start(BLOCK_U64 + 10)).unwrap();
+        disk.write_all(&[0; BLOCK]).unwrap();
+        disk.write_all(b"x").unwrap();
+        disk.seek(SeekFrom::Start(5 * BLOCK_U64)).unwrap();
+        disk.write_all(b"y").unwrap();
+        disk.seek(SeekFrom::Start(5 * BLOCK_U64 + 1)).unwrap();
+        disk.write_all(&[0; 3]).unwrap();
+        disk.seek(SeekFrom::End(-1)).unwrap();
+        disk.write_all(&[0]).unwrap();
+        assert_eq!(disk.mapped(), [1..3, 5..6, 10..11]);
+        assert_eq!(disk.stored_bytes(), 2 * BLOCK_U64);
+        assert_eq!(
+            disk.mapped_bytes(),
+            3 * BLOCK_U64 + 100,
+            "the last block is short"
+        );
+        let mut buf = [9u8; 4];
+        disk.read_at(2 * BLOCK_U64 + 9, &mut buf);
+        assert_eq!(buf, [0, b'x', 0, 0]);
     }
 
     #[test]

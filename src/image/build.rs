@@ -2,13 +2,14 @@
 //! firmware files), then lay out the partitions, fill the boot partition, write
 //! the partition table, and hand the result to [`super::output`].
 //!
-//! Reproducible: the disk GUID, partition GUIDs, MBR signature and FAT volume
-//! id are derived from the machine's fingerprint and the platform, and file
-//! times are fixed, so the same inputs give the same SHA-256.
+//! Reproducible: the disk GUID, partition GUIDs, MBR signature, FAT volume
+//! id and ext4 UUID are derived from the machine's fingerprint and the
+//! platform, and file times are fixed, so the same inputs (and the same
+//! e2fsprogs, for a cache) give the same bytes and the same block map.
 
 use std::fs::File;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use fscommon::StreamSlice;
@@ -26,6 +27,7 @@ use crate::disk::{
 use crate::registry::{Origin, Registry};
 
 use super::assets::{AssetSearch, FoundAsset};
+use super::cache_fs;
 use super::error::ImageError;
 use super::output::{self, Progress};
 use super::platform::{AUTOEXEC_PATH, CA_DER_PATH, CA_ESL_PATH, Platform};
@@ -41,8 +43,9 @@ pub const MIN_CACHE_SIZE: u64 = Size::MIB;
 pub const BOOT_LABEL: &str = "BOOTGATE";
 /// GPT name of the EFI system partition.
 pub const ESP_NAME: &str = "ESP";
-/// boot2container's `b2c.cache_device=auto` looks for a partition with this label.
-pub const CACHE_LABEL: &str = "B2C_CACHE";
+/// boot2container's `b2c.cache_device=auto` looks for a file system with this
+/// label; the cache partition's GPT name is the same.
+pub const CACHE_LABEL: &str = cache_fs::LABEL;
 
 /// Everything `bootgate image build` takes.
 #[derive(Debug, Clone)]
@@ -56,10 +59,12 @@ pub struct BuildOptions {
     pub server_url: Option<String>,
     /// Total image size; the boot partition takes what the cache leaves.
     pub size: Option<Size>,
-    /// Adds a boot2container cache partition of this size.
+    /// Adds a boot2container cache partition of this size, formatted ext4.
     pub cache_size: Option<Size>,
-    /// Replace an existing output file.
+    /// Replace an existing output file (and its block map).
     pub force: bool,
+    /// Also compute the SHA-256 of the whole image (reads every zero of it).
+    pub full_sha256: bool,
 }
 
 /// A machine's certificate and key, checked against the registry.
@@ -235,6 +240,8 @@ pub struct PartitionReport {
     pub name: Option<String>,
     /// GPT: the partition GUID. MBR: the PARTUUID Linux derives.
     pub uuid: String,
+    /// The file system's UUID, for the ext4 cache (the FAT's is its volume id).
+    pub fs_uuid: Option<String>,
 }
 
 /// An image laid out and filled in memory.
@@ -268,13 +275,15 @@ fn derived_u32(fingerprint: &str, platform: Platform, purpose: &str) -> u32 {
 }
 
 /// Lays out the disk and fills it: FAT boot partition with `files`, optional
-/// empty cache partition, partition table.
+/// ext4 cache partition (formatted with a scratch file in `scratch_dir`),
+/// partition table.
 pub fn assemble(
     platform: Platform,
     fingerprint: &str,
     files: &[BootFile],
     size: Option<Size>,
     cache_size: Option<Size>,
+    scratch_dir: &Path,
     progress: &mut dyn Progress,
 ) -> Result<Assembled> {
     if let Some(cache) = cache_size
@@ -343,6 +352,17 @@ pub fn assemble(
         progress.end();
         summary
     };
+    let cache_fs = match cache {
+        Some(extent) => Some(cache_fs::format(
+            &mut image,
+            extent,
+            derived_guid(fingerprint, platform, "cache file system uuid"),
+            derived_guid(fingerprint, platform, "cache file system hash seed"),
+            scratch_dir,
+        )?),
+        None => None,
+    };
+    let cache_fs_uuid = cache_fs.map(|fs| fs.uuid.to_string());
 
     let (disk_id, partitions) = match table {
         TableKind::Gpt => {
@@ -372,6 +392,7 @@ pub fn assemble(
                     len: p.extent.len,
                     name: Some(p.name.clone()),
                     uuid: p.guid.to_string(),
+                    fs_uuid: if i == 0 { None } else { cache_fs_uuid.clone() },
                 })
                 .collect();
             (disk_guid.to_string(), reports)
@@ -399,8 +420,9 @@ pub fn assemble(
                     role: if i == 0 { Role::Boot } else { Role::Cache },
                     start: p.extent.start,
                     len: p.extent.len,
-                    name: (i == 0).then(|| BOOT_LABEL.to_string()),
+                    name: Some(if i == 0 { BOOT_LABEL } else { CACHE_LABEL }.to_string()),
                     uuid: format!("{signature:08x}-{:02x}", i + 1),
+                    fs_uuid: if i == 0 { None } else { cache_fs_uuid.clone() },
                 })
                 .collect();
             (format!("0x{signature:08x}"), reports)
@@ -435,12 +457,21 @@ pub struct BuildReport {
     pub size: u64,
     /// Bytes actually holding data (the rest are holes in the file).
     pub data_bytes: u64,
-    pub sha256: String,
+    /// Bytes in the blocks the block map lists (data, and zeros that matter).
+    pub mapped_bytes: u64,
+    /// SHA-256 of the whole image, if [`BuildOptions::full_sha256`].
+    pub sha256: Option<String>,
+    /// `<output>.bmap`, and its `BmapFileChecksum` (which, with the size,
+    /// identifies the image).
+    pub bmap: PathBuf,
+    pub bmap_sha256: String,
     pub table: TableKind,
     pub disk_id: String,
     pub fat: FatSummary,
     pub partitions: Vec<PartitionReport>,
     pub files: Vec<FileReport>,
+    /// Things the user should know (printed on stderr by the CLI).
+    pub warnings: Vec<String>,
 }
 
 impl BuildReport {
@@ -476,6 +507,32 @@ pub fn resolve(data: &DataDir, opts: &BuildOptions) -> Result<Inputs> {
     })
 }
 
+/// The boot script the server would send `machine` (its own, its
+/// profile's, or the default one), when it asks boot2container to search for
+/// its cache (`b2c.cache_device=auto` or `reset`): then an image without a
+/// cache partition would have its first disk repartitioned.
+fn cache_search_warning(data: &DataDir, machine: &str, fingerprint: &str) -> Option<String> {
+    let registry = Registry::load(data).ok()?;
+    let profile = registry.get(machine)?.profile.clone();
+    let mut candidates = vec![data.machine_files_dir(fingerprint).join("boot.ipxe")];
+    if let Some(profile) = &profile {
+        candidates.push(data.profile_dir(profile.as_ref()).join("boot.ipxe"));
+    }
+    candidates.push(data.default_files_dir().join("boot.ipxe"));
+    let (path, script) = candidates
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok().map(|s| (p, s)))?;
+    let mode = ["auto", "reset"].into_iter().find(|mode| {
+        script
+            .split_whitespace()
+            .any(|word| word == format!("b2c.cache_device={mode}"))
+    })?;
+    Some(format!(
+        "{} sets b2c.cache_device={mode}, but this image has no cache partition: boot2container will repartition and format the first disk it finds (on a Raspberry Pi, this card); add --cache-size SIZE",
+        path.display()
+    ))
+}
+
 /// Builds the image `opts` describes and writes it (mode 0600, atomically).
 pub fn build(
     data: &DataDir,
@@ -485,15 +542,29 @@ pub fn build(
     let inputs = resolve(data, opts)?;
     let files = boot_files(&inputs)?;
     let fingerprint = inputs.identity.fingerprint.clone();
+    let warnings = match opts.cache_size {
+        Some(_) => Vec::new(),
+        None => cache_search_warning(data, &inputs.identity.name, &fingerprint)
+            .into_iter()
+            .collect(),
+    };
     let assembled = assemble(
         opts.platform,
         &fingerprint,
         &files,
         opts.size,
         opts.cache_size,
+        crate::fsutil::parent_of(&opts.output),
+        progress,
+    )
+    .map_err(|err| output::explain_full(err, crate::fsutil::parent_of(&opts.output), None))?;
+    let written = output::write_image(
+        &assembled.image,
+        &opts.output,
+        opts.force,
+        opts.full_sha256,
         progress,
     )?;
-    let written = output::write_image(&assembled.image, &opts.output, opts.force, progress)?;
     Ok(BuildReport {
         output: opts.output.clone(),
         platform: opts.platform,
@@ -502,7 +573,10 @@ pub fn build(
         server_url: inputs.server_url.clone(),
         size: written.len,
         data_bytes: assembled.image.stored_bytes(),
+        mapped_bytes: written.bmap.mapped_bytes,
         sha256: written.sha256,
+        bmap: written.bmap_path,
+        bmap_sha256: written.bmap.checksum,
         table: assembled.layout.table,
         disk_id: assembled.disk_id,
         fat: assembled.fat,
@@ -518,5 +592,6 @@ pub fn build(
                 },
             })
             .collect(),
+        warnings,
     })
 }

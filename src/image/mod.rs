@@ -7,15 +7,21 @@
 //! - [`esl`]: the CA as an EFI signature list (`TlsCaCertificate`).
 //! - [`uboot_script`]: U-Boot legacy script images (`boot.scr`).
 //! - [`rpi`]: Raspberry Pi `config.txt` and the `boot.scr` text.
+//! - [`cache_fs`]: the ext4 `B2C_CACHE` file system of the cache partition.
 //! - [`build`]: resolving inputs and assembling the image.
-//! - [`output`]: atomic, sparse, 0600 output with its SHA-256.
+//! - [`bmap`]: the block map (`<output>.bmap`) bmaptool writes cards with.
+//! - [`output`]: atomic, sparse, 0600 output and its block map.
+//! - [`interrupt`]: Ctrl-C stops a build cleanly.
 //!
 //! See `docs/platforms.md` for the layout of each platform's image.
 
 pub mod assets;
+pub mod bmap;
 pub mod build;
+pub mod cache_fs;
 pub mod error;
 pub mod esl;
+pub mod interrupt;
 pub mod output;
 pub mod platform;
 pub mod rpi;
