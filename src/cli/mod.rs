@@ -3,6 +3,7 @@
 
 mod asset;
 mod boot_try;
+mod config;
 mod events;
 pub mod image;
 mod init;
@@ -55,6 +56,9 @@ pub enum Command {
     Asset(asset::AssetCommand),
     /// Boot history: every request machines made, and failed TLS handshakes.
     Events(events::EventsArgs),
+    /// Boot configuration from git: sync, status, log, pin and unpin.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 /// Arguments of a `list` subcommand that has nothing but `--json`.
@@ -77,6 +81,7 @@ impl Cli {
             Command::Profile(cmd) => profile::run(&dir, cmd),
             Command::Asset(cmd) => asset::run(&dir, cmd),
             Command::Events(args) => events::run(&dir, args),
+            Command::Config(cmd) => config::run(&dir, cmd),
         }
     }
 }

@@ -18,10 +18,12 @@ mod file_cache;
 mod files;
 mod handshake;
 mod identity;
+mod live_tree;
 mod metrics;
-mod paths;
+pub(crate) mod paths;
+mod poll;
 mod record;
-mod resolve;
+pub(crate) mod resolve;
 mod routes;
 mod secrets;
 mod state;
@@ -107,9 +109,13 @@ impl Server {
                 }
             })
         });
+        let poller = poll::spawn(self.state.clone());
         let result = self.serve_machines(listener, shutdown).await;
         if let Some(admin) = admin {
             admin.abort();
+        }
+        if let Some(poller) = poller {
+            poller.abort();
         }
         let telemetry = self.telemetry.clone();
         tokio::task::spawn_blocking(move || telemetry.recorder.close())

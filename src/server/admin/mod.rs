@@ -6,11 +6,13 @@
 //! - `GET /metrics`: Prometheus text format 0.0.4;
 //! - `GET /api/machines`, `GET /api/machines/NAME/boots?limit=N`,
 //!   `GET /api/events?machine=&since=&after=&limit=`: the boot history as
-//!   JSON, which is how the CLI reads it while the server holds the store.
+//!   JSON, which is how the CLI reads it while the server holds the store;
+//! - `POST /config/sync`: the git sync trigger, behind a token ([`trigger`]).
 //!
 //! Store reads run on the blocking pool; each is one redb snapshot.
 
 pub mod page;
+mod trigger;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,7 +22,7 @@ use anyhow::Result;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use http::{StatusCode, header};
 use serde::{Deserialize, Serialize};
 
@@ -57,7 +59,15 @@ pub fn router(app: Arc<AppState>, telemetry: Arc<Telemetry>) -> Router {
         .route("/api/machines/{name}/boots", get(api_boots))
         .route("/api/events", get(api_events))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
-        .with_state(Admin { app, telemetry })
+        .with_state(Admin {
+            app: app.clone(),
+            telemetry,
+        })
+        .merge(
+            Router::new()
+                .route("/config/sync", post(trigger::sync))
+                .with_state(app),
+        )
 }
 
 /// Removes `events/admin.json` when the server stops.
@@ -131,10 +141,16 @@ async fn read<T: Send + 'static>(
 async fn metrics(State(admin): State<Admin>) -> Response {
     let index = admin.app.machines.current();
     let revoked = index.iter().filter(|m| m.is_revoked()).count();
-    let text = admin.telemetry.metrics.render(
+    let mut text = admin.telemetry.metrics.render(
         admin.telemetry.recorder.stats(),
         (index.len() - revoked, revoked),
     );
+    if admin.app.config.git.is_some() {
+        match crate::gitcfg::status::Status::load(&admin.app.dir) {
+            Ok(status) => text.push_str(&status.metrics(crate::gitcfg::now())),
+            Err(err) => tracing::error!("reading the configuration status: {err:#}"),
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -150,6 +166,13 @@ fn page_info(admin: &Admin, events: u64) -> PageInfo {
         public_url: admin.app.public_url.clone(),
         started: admin.telemetry.started,
         events,
+        config: admin
+            .app
+            .config
+            .git
+            .as_ref()
+            .and_then(|_| crate::gitcfg::status::Status::load(&admin.app.dir).ok())
+            .map(|status| status.summary()),
     }
 }
 
