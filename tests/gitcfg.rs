@@ -537,3 +537,52 @@ fn original_files_repository_is_served_unchanged() {
         404
     );
 }
+
+/// `git daemon` on loopback, killed on drop.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn syncs_from_a_git_daemon() {
+    let env = Env::new();
+    let fp = env.add_machine("gw-01");
+    let remote = Remote::new(env.tmp.path());
+    remote.write(
+        &format!("files/{fp}/boot.ipxe"),
+        "#!ipxe\necho over git://\n",
+    );
+    remote.commit("over the git protocol");
+    let port = free_port().to_string();
+    let base = env.tmp.path().to_str().unwrap().to_string();
+    let _daemon = Daemon(
+        Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--listen=127.0.0.1",
+                "--export-all",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={base}"))
+            .arg(&base)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("running git daemon (Debian's git package)"),
+    );
+    wait_until("git daemon listening", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok()
+    });
+    let url = format!("git://127.0.0.1:{port}/remote.git");
+    assert!(
+        env.ok(&["config", "init", "--remote", &url])
+            .contains("applied")
+    );
+    let _server = env.serve();
+    assert_eq!(served_script(&env, "gw-01"), "#!ipxe\necho over git://\n");
+}
