@@ -8,8 +8,9 @@
 //!   and sample query values, and every `/files/...` it references resolves
 //!   for that machine (own folder, profile, shared asset);
 //! - no symlink leaves the folder it is in (`files/<x>/` or `profiles/<x>/`),
-//!   points at a `secrets` or `vars.toml`, or stands for a whole folder, so
-//!   nothing a machine may not read becomes readable.
+//!   or points at a `secrets` or `vars.toml`, and a folder that is a symlink
+//!   stands only for another folder beside it, so nothing a machine may not
+//!   read becomes readable.
 //!
 //! File sizes and submodules are checked on the commit itself before it is
 //! written out (see [`super::sync`]).
@@ -22,7 +23,7 @@ use crate::bootcfg::template::{self, Vars};
 use crate::datadir::DataDir;
 use crate::registry::{Machine, Registry};
 use crate::server::paths::{self, PRIVATE_NAMES};
-use crate::server::resolve::{Roots, SCRIPT_FILE, SECRETS_FILE};
+use crate::server::resolve::{self, Roots, SCRIPT_FILE, SECRETS_FILE};
 use crate::server::{VARS_FILE, parse_vars};
 
 /// Query values a script is rendered with, as iPXE would send them.
@@ -90,14 +91,25 @@ fn scopes(
         let Ok(entries) = std::fs::read_dir(&parent) else {
             continue;
         };
+        let parent_real = parent.canonicalize().unwrap_or_else(|_| parent.clone());
         for entry in entries.flatten() {
             let path = entry.path();
             match entry.file_type() {
+                // A folder standing for another of the same tree is shared
+                // on purpose (and checked as that folder); any other is refused.
                 Ok(kind) if kind.is_symlink() => {
-                    problems.insert(format!(
-                        "{}: is a symlink; a machine's or profile's folder must be a real folder",
-                        show(&path)
-                    ));
+                    let target = std::fs::read_link(&path).unwrap_or_default();
+                    let inside = !target.is_absolute()
+                        && path
+                            .canonicalize()
+                            .is_ok_and(|real| real.is_dir() && real.starts_with(&parent_real));
+                    if !inside {
+                        problems.insert(format!(
+                            "{}: symlink to {}: a folder may only stand for another folder beside it",
+                            show(&path),
+                            target.display()
+                        ));
+                    }
                 }
                 Ok(kind) if kind.is_dir() => scopes.push(path),
                 _ => {}
@@ -261,10 +273,9 @@ fn resolves(roots: &Roots, reference: &str, assets: &AssetIndex) -> bool {
     let Ok(segments) = paths::decode_segments(reference) else {
         return false;
     };
-    if roots
-        .folders()
-        .any(|folder| paths::resolve_within(folder, &segments).is_ok())
-    {
+    if roots.folders().any(|folder| {
+        resolve::open_folder(folder).is_ok_and(|dir| paths::open_within(&dir, &segments).is_ok())
+    }) {
         return true;
     }
     matches!(segments.as_slice(), [name] if assets.get(name).is_some())
