@@ -23,6 +23,7 @@ mod metrics;
 pub(crate) mod paths;
 mod poll;
 mod record;
+mod reload;
 pub(crate) mod resolve;
 mod routes;
 mod secrets;
@@ -34,6 +35,7 @@ mod verifier;
 pub use admin::announce as announce_admin;
 pub use boot::{VARS_FILE, parse_vars};
 pub use identity::Peer;
+pub use reload::Reloader;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,6 +64,7 @@ pub struct Server {
     state: Arc<state::AppState>,
     tls: TlsAcceptor,
     telemetry: Arc<Telemetry>,
+    reloader: Arc<Reloader>,
 }
 
 impl Server {
@@ -70,13 +73,20 @@ impl Server {
     pub fn new(dir: DataDir, config: Config) -> Result<Self> {
         let tls = TlsAcceptor::from(tls::server_config(&dir)?);
         let events = config.events.clone();
-        let state = Arc::new(state::AppState::new(dir.clone(), config)?);
+        let state = Arc::new(state::AppState::new(dir.clone(), config.clone())?);
         let telemetry = Arc::new(Telemetry::open(&dir, &events)?);
+        let reloader = Arc::new(Reloader::new(state.clone(), config));
         Ok(Self {
             state,
             tls,
             telemetry,
+            reloader,
         })
+    }
+
+    /// What applies a changed `bootgate.toml` while the server runs.
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
     }
 
     pub fn public_url(&self) -> &str {
