@@ -38,6 +38,68 @@ pub struct Config {
     /// Boot history: retention and boot grouping.
     #[serde(default)]
     pub events: EventsConfig,
+    /// Boot configuration (`files/`, `profiles/`) taken from a git branch
+    /// instead of the data directory; see docs/git.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitConfig>,
+}
+
+/// `[git]` in bootgate.toml: where the boot configuration comes from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GitConfig {
+    /// URL `git fetch` understands (`https://`, `ssh://`, `file://`, a path).
+    pub remote: String,
+    /// Branch whose head is served.
+    #[serde(default = "default_branch")]
+    pub branch: String,
+    /// The server syncs this often (seconds) on its own; none: only on demand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_secs: Option<u64>,
+    /// Private key for `ssh://` remotes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key: Option<std::path::PathBuf>,
+    /// A git-credential-store file (`https://user:token@host` lines) for
+    /// `https://` remotes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<std::path::PathBuf>,
+    /// File holding the token `POST /config/sync` on the admin listener
+    /// requires; without it that trigger is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_token_file: Option<std::path::PathBuf>,
+    /// A git command that takes longer than this is killed.
+    #[serde(default = "default_git_timeout")]
+    pub timeout_secs: u64,
+    /// A commit holding a file larger than this (MiB) is rejected.
+    #[serde(default = "default_max_file_mib")]
+    pub max_file_mib: u64,
+}
+
+fn default_branch() -> String {
+    "main".into()
+}
+
+fn default_git_timeout() -> u64 {
+    300
+}
+
+fn default_max_file_mib() -> u64 {
+    1024
+}
+
+impl GitConfig {
+    pub fn new(remote: String, branch: String) -> Self {
+        Self {
+            remote,
+            branch,
+            poll_secs: None,
+            ssh_key: None,
+            credentials_file: None,
+            trigger_token_file: None,
+            timeout_secs: default_git_timeout(),
+            max_file_mib: default_max_file_mib(),
+        }
+    }
 }
 
 /// Where the admin listener listens, if anywhere.
@@ -150,6 +212,7 @@ impl Config {
             admin_listen: AdminListen::default(),
             legacy_tls: false,
             events: EventsConfig::default(),
+            git: None,
         }
     }
 
@@ -193,6 +256,14 @@ impl Config {
         }
         if self.events.boot_settle_secs == 0 {
             bail!("[events] boot_settle_secs must be at least 1");
+        }
+        if let Some(git) = &self.git {
+            if git.remote.is_empty() || git.branch.is_empty() {
+                bail!("[git] remote and branch must not be empty");
+            }
+            if git.poll_secs == Some(0) || git.timeout_secs == 0 || git.max_file_mib == 0 {
+                bail!("[git] poll_secs, timeout_secs and max_file_mib must be at least 1");
+            }
         }
         Ok(())
     }

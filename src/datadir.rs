@@ -14,6 +14,10 @@
 //! assets/sha256/<hex>      each shared asset's content, stored once
 //! events/events.redb       boot history (written by the running server)
 //! events/admin.json        where the running server's admin listener is
+//! config/repo.git          boot configuration fetched from git (bare)
+//! config/trees/<commit>/   each checked commit's files/ and profiles/
+//! config/live.json         which tree the server serves, and whether pinned
+//! config/history.jsonl     every applied or rejected commit
 //! ```
 
 use std::fs::File;
@@ -129,6 +133,25 @@ impl DataDir {
     /// Written by `serve` while its admin listener runs, so the CLI can find it.
     pub fn admin_info_path(&self) -> PathBuf {
         self.events_dir().join("admin.json")
+    }
+
+    /// Everything the git-managed boot configuration keeps (see [`crate::gitcfg`]).
+    pub fn gitcfg_dir(&self) -> PathBuf {
+        self.root.join("config")
+    }
+    pub fn gitcfg_repo_path(&self) -> PathBuf {
+        self.gitcfg_dir().join("repo.git")
+    }
+    pub fn gitcfg_trees_dir(&self) -> PathBuf {
+        self.gitcfg_dir().join("trees")
+    }
+    /// Written atomically at each switch; absent until the first sync, when
+    /// `files/` and `profiles/` of the data directory itself are served.
+    pub fn gitcfg_live_path(&self) -> PathBuf {
+        self.gitcfg_dir().join("live.json")
+    }
+    pub fn gitcfg_history_path(&self) -> PathBuf {
+        self.gitcfg_dir().join("history.jsonl")
     }
 
     /// Takes the data directory's lock for a command that changes state, so two

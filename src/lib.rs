@@ -16,6 +16,7 @@ pub mod datadir;
 pub mod disk;
 pub mod events;
 pub mod fsutil;
+pub mod gitcfg;
 pub mod image;
 pub mod logging;
 pub mod machines;

@@ -3,6 +3,7 @@
 
 mod asset;
 mod boot_try;
+mod config;
 mod events;
 mod generate;
 pub mod image;
@@ -56,6 +57,9 @@ pub enum Command {
     Asset(asset::AssetCommand),
     /// Boot history: every request machines made, and failed TLS handshakes.
     Events(events::EventsArgs),
+    /// Boot configuration from git: sync, status, log, pin and unpin.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Write the man pages and shell completions (for packaging).
     #[command(name = "generate-docs", hide = true)]
     GenerateDocs(generate::GenerateArgs),
@@ -81,6 +85,7 @@ impl Cli {
             Command::Profile(cmd) => profile::run(&dir, cmd),
             Command::Asset(cmd) => asset::run(&dir, cmd),
             Command::Events(args) => events::run(&dir, args),
+            Command::Config(cmd) => config::run(&dir, cmd),
             Command::GenerateDocs(args) => generate::run(args),
         }
     }

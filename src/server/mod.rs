@@ -23,11 +23,13 @@ mod handshake;
 mod hello;
 mod identity;
 mod legacy_tls;
+mod live_tree;
 mod metrics;
-mod paths;
+pub(crate) mod paths;
+mod poll;
 mod record;
 mod reload;
-mod resolve;
+pub(crate) mod resolve;
 mod routes;
 mod secrets;
 mod state;
@@ -150,9 +152,13 @@ impl Server {
                 }
             })
         });
+        let poller = poll::spawn(self.state.clone());
         let result = self.serve_machines(listener, shutdown).await;
         if let Some(admin) = admin {
             admin.abort();
+        }
+        if let Some(poller) = poller {
+            poller.abort();
         }
         let telemetry = self.telemetry.clone();
         tokio::task::spawn_blocking(move || telemetry.recorder.close())

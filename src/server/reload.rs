@@ -64,6 +64,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.events != new.events {
         changed.push("[events]");
     }
+    if old.git != new.git {
+        changed.push("[git]");
+    }
     changed
 }
 

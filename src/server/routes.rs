@@ -103,7 +103,7 @@ fn render_boot_script(
     machine: &Machine,
     query: &HashMap<String, String>,
 ) -> Result<Response, Refusal> {
-    let roots = Roots::of(&state.dir, machine);
+    let roots = Roots::of(&state.tree.current(), machine);
     let text = first_script(state, &roots.scripts())?.ok_or(Refusal::NotFound)?;
     let mut vars = boot::query_vars(query)?;
     for folder in roots.vars_folders() {
@@ -191,7 +191,7 @@ async fn serve_file(
         .ok_or(Refusal::NotFound)?;
     let segments = paths::decode_segments(raw)?;
     let (method, headers) = (&request.method, &request.headers);
-    for folder in Roots::of(&state.dir, machine).folders() {
+    for folder in Roots::of(&state.tree.current(), machine).folders() {
         let Ok(folder) = resolve::open_folder(folder) else {
             continue;
         };
@@ -247,7 +247,7 @@ fn render_secrets(state: &AppState, machine: &Machine, vars: &Vars) -> Result<Re
     if machine.is_revoked() {
         return Err(Refusal::Revoked(machine.name.to_string()));
     }
-    let roots = Roots::of(&state.dir, machine);
+    let roots = Roots::of(&state.tree.current(), machine);
     let text = resolve::read_first(&roots.secrets())?.ok_or(Refusal::NotFound)?;
     Ok(script_response(template::safe_substitute(&text, vars)))
 }

@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 
 use super::assets::AssetCache;
 use super::file_cache::FileCache;
+use super::live_tree::LiveTree;
 use super::secrets::SecretStore;
 use crate::bootcfg::template::Vars;
 use crate::config::Config;
@@ -22,9 +23,10 @@ use crate::registry::{Machine, Registry};
 pub struct AppState {
     pub dir: DataDir,
     pub public_url: String,
-    /// Whether old TLS clients are served (`legacy_tls`).
-    pub legacy_tls: bool,
+    pub config: Config,
     pub machines: MachineIndex,
+    /// Where `files/` and `profiles/` are served from.
+    pub tree: LiveTree,
     pub assets: AssetCache,
     pub secrets: SecretStore,
     /// Boot scripts and `vars.toml` files, re-read only when they change.
@@ -37,14 +39,15 @@ impl AppState {
         let machines = MachineIndex::load(&dir)?;
         let assets = AssetCache::load(&dir)?;
         Ok(Self {
+            tree: LiveTree::load(&dir)?,
             public_url: config.public_url(),
-            legacy_tls: config.legacy_tls,
             secrets: SecretStore::new(config.secrets_ttl()),
             scripts: FileCache::new(Ok),
             vars: FileCache::new(|text| super::boot::parse_vars(&text)),
             machines,
             assets,
             dir,
+            config,
         })
     }
 }

@@ -6,11 +6,13 @@
 //! - `GET /metrics`: Prometheus text format 0.0.4;
 //! - `GET /api/machines`, `GET /api/machines/NAME/boots?limit=N`,
 //!   `GET /api/events?machine=&since=&after=&limit=`: the boot history as
-//!   JSON, which is how the CLI reads it while the server holds the store.
+//!   JSON, which is how the CLI reads it while the server holds the store;
+//! - `POST /config/sync`: the git sync trigger, behind a token ([`trigger`]).
 //!
 //! Store reads run on the blocking pool; each is one redb snapshot.
 
 pub mod page;
+mod trigger;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,7 +23,7 @@ use anyhow::Result;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use http::{StatusCode, header};
 use serde::{Deserialize, Serialize};
 
@@ -58,7 +60,15 @@ pub fn router(app: Arc<AppState>, telemetry: Arc<Telemetry>) -> Router {
         .route("/api/machines/{name}/boots", get(api_boots))
         .route("/api/events", get(api_events))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
-        .with_state(Admin { app, telemetry })
+        .with_state(Admin {
+            app: app.clone(),
+            telemetry,
+        })
+        .merge(
+            Router::new()
+                .route("/config/sync", post(trigger::sync))
+                .with_state(app),
+        )
 }
 
 /// Removes `events/admin.json` when the server stops.
@@ -136,12 +146,18 @@ async fn metrics(State(admin): State<Admin>) -> Response {
         .telemetry
         .metrics
         .legacy_tls_machines(index.iter().map(|m| m.fingerprint.as_str()));
-    let text = admin.telemetry.metrics.render(
+    let mut text = admin.telemetry.metrics.render(
         admin.telemetry.recorder.stats(),
         admin.telemetry.store.usage(),
         (index.len() - revoked, revoked),
         legacy,
     );
+    if admin.app.config.git.is_some() {
+        match crate::gitcfg::status::Status::load(&admin.app.dir) {
+            Ok(status) => text.push_str(&status.metrics(crate::gitcfg::now())),
+            Err(err) => tracing::error!("reading the configuration status: {err:#}"),
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -154,7 +170,7 @@ async fn metrics(State(admin): State<Admin>) -> Response {
 
 fn page_info(admin: &Admin, events: u64) -> PageInfo {
     let stats = admin.telemetry.recorder.stats();
-    let legacy_tls_machines = admin.app.legacy_tls.then(|| {
+    let legacy_tls_machines = admin.app.config.legacy_tls.then(|| {
         let index = admin.app.machines.current();
         admin
             .telemetry
@@ -165,6 +181,13 @@ fn page_info(admin: &Admin, events: u64) -> PageInfo {
         public_url: admin.app.public_url.clone(),
         started: admin.telemetry.started,
         events,
+        config: admin
+            .app
+            .config
+            .git
+            .as_ref()
+            .and_then(|_| crate::gitcfg::status::Status::load(&admin.app.dir).ok())
+            .map(|status| status.summary()),
         unrecorded: Unrecorded {
             dropped: stats.dropped.load(Ordering::Relaxed),
             lost: stats.lost.load(Ordering::Relaxed),

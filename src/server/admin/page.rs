@@ -31,6 +31,8 @@ pub struct PageInfo {
     pub public_url: String,
     pub started: Timestamp,
     pub events: u64,
+    /// The served boot configuration, when git manages it.
+    pub config: Option<String>,
     pub unrecorded: Unrecorded,
     /// Machines whose latest handshake (since start) used a pre-2024 suite;
     /// `None` when old clients are not served at all.
@@ -142,12 +144,17 @@ fn head(out: &mut String, title: &str, info: &PageInfo, now: Timestamp) {
          <title>{title}</title><style>{STYLE}</style></head><body>\
          <header><h1><a href=\"/\">bootgate</a></h1>\
          <span class=\"meta\">{url} · up {up} · {events} events recorded{legacy} · \
-         <a href=\"/metrics\">metrics</a></span></header><main>",
+         <a href=\"/metrics\">metrics</a>{config}</span></header><main>",
         legacy = match info.legacy_tls_machines {
             Some(n) => format!(" · {n} machines on old TLS suites"),
             None => String::new(),
         },
         title = esc(title),
+        config = info
+            .config
+            .as_deref()
+            .map(|c| format!(" · {}", esc(c)))
+            .unwrap_or_default(),
         url = esc(&info.public_url),
         up = esc(&short(now.since(info.started))),
         events = info.events,
@@ -478,6 +485,7 @@ mod tests {
             public_url: "https://boot.example.com".into(),
             started: Timestamp::from_micros(1_700_000_000_000_000),
             events: 3,
+            config: None,
             unrecorded: Unrecorded::default(),
             legacy_tls_machines: Some(1),
         }
