@@ -32,6 +32,9 @@ pub struct Config {
     /// Boot history: retention and boot grouping.
     #[serde(default)]
     pub events: EventsConfig,
+    /// Per-machine scratch space on an object store; off without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<crate::scratch::ScratchConfig>,
 }
 
 /// Where the admin listener listens, if anywhere.
@@ -136,6 +139,7 @@ impl Config {
             secrets_ttl_secs: default_secrets_ttl(),
             admin_listen: AdminListen::default(),
             events: EventsConfig::default(),
+            scratch: None,
         }
     }
 
@@ -176,6 +180,9 @@ impl Config {
         }
         if self.events.boot_settle_secs == 0 {
             bail!("[events] boot_settle_secs must be at least 1");
+        }
+        if let Some(scratch) = &self.scratch {
+            scratch.validate()?;
         }
         Ok(())
     }

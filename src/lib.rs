@@ -22,6 +22,7 @@ pub mod machines;
 pub mod names;
 pub mod profiles;
 pub mod registry;
+pub mod scratch;
 pub mod server;
 pub mod setup;
 pub mod statefile;

@@ -8,6 +8,7 @@ pub mod image;
 mod init;
 mod machine;
 mod profile;
+mod scratch;
 mod serve;
 
 use std::path::PathBuf;
@@ -55,6 +56,9 @@ pub enum Command {
     Asset(asset::AssetCommand),
     /// Boot history: every request machines made, and failed TLS handshakes.
     Events(events::EventsArgs),
+    /// Per-machine S3 scratch space (see `[scratch]` in bootgate.toml).
+    #[command(subcommand)]
+    Scratch(scratch::ScratchCommand),
 }
 
 /// Arguments of a `list` subcommand that has nothing but `--json`.
@@ -77,6 +81,7 @@ impl Cli {
             Command::Profile(cmd) => profile::run(&dir, cmd),
             Command::Asset(cmd) => asset::run(&dir, cmd),
             Command::Events(args) => events::run(&dir, args),
+            Command::Scratch(cmd) => scratch::run(&dir, cmd),
         }
     }
 }

@@ -23,6 +23,7 @@ mod paths;
 mod record;
 mod resolve;
 mod routes;
+mod scratch;
 mod secrets;
 mod state;
 mod telemetry;
@@ -209,4 +210,16 @@ async fn serve_connection(
         .serve_connection(io, service)
         .await
         .context("serving HTTP")
+}
+
+/// The boot script a machine gets (its own, its profile's or the default),
+/// if any exists.
+pub fn boot_script_of(
+    dir: &DataDir,
+    machine: &crate::registry::Machine,
+) -> Option<std::path::PathBuf> {
+    resolve::Roots::of(dir, machine)
+        .scripts()
+        .into_iter()
+        .find(|path| path.is_file())
 }

@@ -18,6 +18,8 @@ use crate::bootcfg::template::Vars;
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::registry::{Machine, Registry};
+use crate::scratch::Scratch;
+use anyhow::Context as _;
 
 pub struct AppState {
     pub dir: DataDir,
@@ -28,13 +30,22 @@ pub struct AppState {
     /// Boot scripts and `vars.toml` files, re-read only when they change.
     pub scripts: FileCache<String>,
     pub vars: FileCache<Vars>,
+    /// Per-machine scratch space, when `[scratch]` is configured.
+    pub scratch: Option<Arc<Scratch>>,
 }
 
 impl AppState {
     pub fn new(dir: DataDir, config: Config) -> anyhow::Result<Self> {
         let machines = MachineIndex::load(&dir)?;
         let assets = AssetCache::load(&dir)?;
+        let scratch = match &config.scratch {
+            Some(settings) => Some(Arc::new(
+                Scratch::from_config(settings).context("setting up [scratch]")?,
+            )),
+            None => None,
+        };
         Ok(Self {
+            scratch,
             public_url: config.public_url(),
             secrets: SecretStore::new(config.secrets_ttl()),
             scripts: FileCache::new(Ok),
