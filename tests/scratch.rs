@@ -121,7 +121,8 @@ fn s3(env: &Env, s: &Scratch) -> S3Client {
 fn keys_open_their_own_bucket_only_and_rotate_revoke_and_purge() {
     let env = Env::new();
     let garage = Garage::start(&env.tmp.path().join("garage"));
-    add_scratch_config(&env, &garage.scratch_section(""));
+    // Generous: the test machine is shared and slow; this is no benchmark.
+    add_scratch_config(&env, &garage.scratch_section("timeout_ms = 60000\n"));
     scratch_profile(&env, "job");
     let fp1 = add_to_profile(&env, "gw-01");
     add_to_profile(&env, "gw-02");
@@ -210,6 +211,10 @@ fn keys_open_their_own_bucket_only_and_rotate_revoke_and_purge() {
         .iter()
         .map(|s| parse(&secrets(&client, s)))
         .collect();
+    assert!(
+        granted.iter().all(|g| g.key_id.starts_with("GK")),
+        "{granted:?}"
+    );
     let working: Vec<&Scratch> = granted
         .iter()
         .filter(|s| {
@@ -353,7 +358,8 @@ fn boot2container_reads_the_rendered_secrets() {
 
     let env = Env::new();
     let garage = Garage::start(&env.tmp.path().join("garage"));
-    add_scratch_config(&env, &garage.scratch_section(""));
+    // Generous: the test machine is shared and slow; this is no benchmark.
+    add_scratch_config(&env, &garage.scratch_section("timeout_ms = 60000\n"));
     scratch_profile(
         &env,
         "job:pull_on=pipeline_start,push_on=changes,overwrite,preserve,remove,expiration=pipeline_end",
@@ -439,5 +445,55 @@ fn boot2container_reads_the_rendered_secrets() {
             "start_daemon_cmd mcli mirror --watch {args} . {mirror}"
         )),
         "{stdout}"
+    );
+}
+
+#[test]
+fn scratch_volume_profiles_write_secrets_and_refuse_bad_options() {
+    let env = Env::new();
+    scratch_profile(
+        &env,
+        "job:pull_on=pipeline_start,push_on=pipeline_end,preserve",
+    );
+    let folder = env.path("profiles/gw");
+    let script = std::fs::read_to_string(folder.join("boot.ipxe")).unwrap();
+    assert!(
+        script.contains("b2c.extra_args_url=$secrets_url"),
+        "{script}"
+    );
+    assert!(
+        !script.contains("s3_"),
+        "credentials in the script: {script}"
+    );
+    let secrets = std::fs::read_to_string(folder.join("secrets")).unwrap();
+    assert_eq!(
+        secrets,
+        "b2c.minio=\"bootgate,$s3_endpoint,$s3_access_key_id,$s3_access_key\" \
+         b2c.volume=\"job,mirror=bootgate/$s3_bucket_name,pull_on=pipeline_start,push_on=pipeline_end,preserve\"\n"
+    );
+    for bad in [
+        "job:push_on=always",
+        "job:mirror=x/y,push_on=changes",
+        "job:push_on=changes,zip",
+    ] {
+        let err = env.fails(&[
+            "profile",
+            "create",
+            "gw",
+            "--replace",
+            "--b2c",
+            "--kernel",
+            "vmlinuz",
+            "--initramfs",
+            "initramfs.cpio.xz",
+            "--scratch-volume",
+            bad,
+        ]);
+        assert!(err.contains("--scratch-volume"), "{err}");
+    }
+    // A refused option leaves the profile as it was.
+    assert_eq!(
+        std::fs::read_to_string(folder.join("secrets")).unwrap(),
+        secrets
     );
 }
