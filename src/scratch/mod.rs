@@ -19,7 +19,7 @@ mod transport;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 
 pub use config::{KeyRotation, ScratchConfig};
 use store::{BucketInfo, Credentials, ObjectStore};
@@ -119,8 +119,14 @@ impl Scratch {
 
     /// The machine's bucket (created if missing) and a key for it: a new one
     /// (the previous ones deleted first) unless keys are stable. Bounded by
-    /// `[scratch] timeout_ms`.
-    pub async fn grant(self: &Arc<Self>, fingerprint: &str) -> Result<Grant> {
+    /// `[scratch] timeout_ms`. `still_active` is asked once the key exists:
+    /// a machine revoked meanwhile (by another process, which deleted the
+    /// keys it saw) gets its new key deleted too, and no grant.
+    pub async fn grant(
+        self: &Arc<Self>,
+        fingerprint: &str,
+        still_active: impl FnOnce() -> bool + Send + 'static,
+    ) -> Result<Grant> {
         let timeout = self.config.timeout();
         let this = self.clone();
         let fingerprint = fingerprint.to_string();
@@ -131,7 +137,12 @@ impl Scratch {
             // calls short: the lock is released once they are done.
             tokio::spawn(async move {
                 let _guard = guard;
-                this.grant_now(&fingerprint).await
+                let grant = this.grant_now(&fingerprint).await?;
+                if !still_active() {
+                    this.delete_keys(&fingerprint).await?;
+                    bail!("the machine was revoked while its key was made; the key is deleted");
+                }
+                Ok(grant)
             })
             .await
             .map_err(|err| anyhow!("scratch task failed: {err}"))?
@@ -170,6 +181,10 @@ impl Scratch {
     pub async fn revoke(&self, fingerprint: &str) -> Result<usize> {
         let lock = self.lock_of(fingerprint);
         let _guard = lock.lock().await;
+        self.delete_keys(fingerprint).await
+    }
+
+    async fn delete_keys(&self, fingerprint: &str) -> Result<usize> {
         let keys = self.store.keys_named(&key_name(fingerprint)).await?;
         for key_id in &keys {
             self.store.delete_key(key_id).await?;

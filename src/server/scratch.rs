@@ -51,7 +51,15 @@ pub async fn provide(
              move it to `secrets` and pass $secrets_url"
         );
     }
-    match scratch.grant(&machine.fingerprint).await {
+    let index = state.machines.clone();
+    let fingerprint = machine.fingerprint.clone();
+    let still_active = move || {
+        index
+            .current()
+            .get(&fingerprint)
+            .is_some_and(|m| !m.is_revoked())
+    };
+    match scratch.grant(&machine.fingerprint, still_active).await {
         Ok(grant) => {
             for (name, value) in grant.vars() {
                 vars.insert(name.into(), value);

@@ -24,7 +24,7 @@ use anyhow::Context as _;
 pub struct AppState {
     pub dir: DataDir,
     pub public_url: String,
-    pub machines: MachineIndex,
+    pub machines: Arc<MachineIndex>,
     pub assets: AssetCache,
     pub secrets: SecretStore,
     /// Boot scripts and `vars.toml` files, re-read only when they change.
@@ -36,7 +36,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(dir: DataDir, config: Config) -> anyhow::Result<Self> {
-        let machines = MachineIndex::load(&dir)?;
+        let machines = Arc::new(MachineIndex::load(&dir)?);
         let assets = AssetCache::load(&dir)?;
         let scratch = match &config.scratch {
             Some(settings) => Some(Arc::new(
