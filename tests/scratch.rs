@@ -264,7 +264,8 @@ fn script_events(env: &Env, machine: &str) -> Vec<Value> {
 fn a_store_down_or_hanging_still_gets_the_script_served() {
     let env = Env::new();
     let mut garage = Garage::start(&env.tmp.path().join("garage"));
-    add_scratch_config(&env, &garage.scratch_section("timeout_ms = 2000\n"));
+    // Generous while the store is up: the test machine is shared and slow.
+    add_scratch_config(&env, &garage.scratch_section("timeout_ms = 30000\n"));
     let fp = env.add_machine("gw-01");
     std::fs::write(
         env.files(&fp).join("boot.ipxe"),
@@ -334,7 +335,8 @@ fn a_store_down_or_hanging_still_gets_the_script_served() {
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(
         &path,
-        text.replace(&garage.admin_url(), &format!("http://{address}")),
+        text.replace(&garage.admin_url(), &format!("http://{address}"))
+            .replace("timeout_ms = 30000", "timeout_ms = 2000"),
     )
     .unwrap();
     let held = std::thread::spawn(move || {
@@ -347,6 +349,9 @@ fn a_store_down_or_hanging_still_gets_the_script_served() {
     let server = env.serve();
     let stalled = boot(&client, &env, "gw-01");
     assert!(stalled.contains("bucket= key=\n"), "{stalled}");
+    wait_until("the timeout in the log", Duration::from_secs(30), || {
+        server.log_text().contains("did not answer within")
+    });
     drop(server);
     drop(held);
 }
