@@ -17,6 +17,7 @@
 //! ```
 
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -139,10 +140,17 @@ impl DataDir {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(crate::fsutil::PRIVATE)
             .open(&path)
             .with_context(|| format!("opening lock file {}", path.display()))?;
         file.lock()
             .with_context(|| format!("locking {}", path.display()))?;
+        // Commands assemble new machines and profiles there while holding
+        // this lock: temporary folders still there were left by one that
+        // was interrupted.
+        for folder in [self.machines_dir(), self.profiles_dir()] {
+            crate::fsutil::remove_leftovers(&folder, |_| true);
+        }
         Ok(file)
     }
 }

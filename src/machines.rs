@@ -27,9 +27,19 @@ pub fn write_default_template(dir: &DataDir) -> Result<()> {
     Ok(())
 }
 
+/// The template, opened beneath `templates/`: it is copied into a served
+/// folder, so a link to a key must not be followed.
 fn machine_template(dir: &DataDir) -> Result<String> {
     let path = dir.root().join(TEMPLATE_FILE);
-    match std::fs::read_to_string(&path) {
+    let read = || -> std::io::Result<String> {
+        let folder = fsutil::beneath::Dir::open(fsutil::parent_of(&path))?;
+        let name = path.file_name().expect("has a name");
+        let (mut file, _) = folder.open_file(std::path::Path::new(name))?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text)?;
+        Ok(text)
+    };
+    match read() {
         Ok(text) => Ok(text),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             Ok(DEFAULT_MACHINE_TEMPLATE.to_string())
@@ -103,7 +113,17 @@ pub fn add(dir: &DataDir, name: &MachineName, profile: Option<&ProfileName>) -> 
 
 /// Registers a client certificate issued elsewhere by this data directory's CA,
 /// e.g. by ipxe-boot-server, so its existing `files/<fingerprint>/` is served.
-pub fn adopt(dir: &DataDir, cert_pem: &str, name: Option<&MachineName>) -> Result<Machine> {
+///
+/// Certificates the server would refuse are refused here, so a takeover fails
+/// at adoption, not at the first boot: the server's own certificate, one
+/// without `clientAuth` in its extended key usage and, unless `force`, one
+/// outside its validity period.
+pub fn adopt(
+    dir: &DataDir,
+    cert_pem: &str,
+    name: Option<&MachineName>,
+    force: bool,
+) -> Result<Machine> {
     let _lock = dir.lock()?;
     let mut registry = Registry::load(dir)?;
     let der = ca::der_from_pem(cert_pem)?;
@@ -117,6 +137,7 @@ pub fn adopt(dir: &DataDir, cert_pem: &str, name: Option<&MachineName>) -> Resul
             "this is an X.509 v{version} certificate; TLS client verification accepts only v3: re-issue it with extensions (e.g. `openssl x509 -req ... -extfile` with `extendedKeyUsage=clientAuth`) or enroll the machine with `bootgate machine add`"
         );
     }
+    refuse_unusable(dir, &der, &info, force)?;
     let ca_pem = std::fs::read_to_string(dir.ca_cert_path())
         .with_context(|| format!("reading {}", dir.ca_cert_path().display()))?;
     let ca_der = ca::der_from_pem(&ca_pem)?;
@@ -151,6 +172,40 @@ pub fn adopt(dir: &DataDir, cert_pem: &str, name: Option<&MachineName>) -> Resul
     )?;
     registry.save(dir)?;
     Ok(machine)
+}
+
+/// Refuses a certificate the boot server would never accept from a machine.
+fn refuse_unusable(dir: &DataDir, der: &[u8], info: &CertInfo, force: bool) -> Result<()> {
+    let server_pem = std::fs::read_to_string(dir.server_cert_path())
+        .with_context(|| format!("reading {}", dir.server_cert_path().display()))?;
+    if ca::chain_from_pem(&server_pem)?
+        .iter()
+        .any(|cert| cert.as_ref() == der)
+    {
+        bail!("this is the boot server's own certificate, not a machine's client certificate");
+    }
+    if !ca::allows_client_auth(der)? {
+        bail!(
+            "this certificate's extended key usage does not include TLS client authentication (clientAuth); the server would refuse it: re-issue it with `extendedKeyUsage=clientAuth` or enroll the machine with `bootgate machine add`"
+        );
+    }
+    if force {
+        return Ok(());
+    }
+    let now = time::OffsetDateTime::now_utc();
+    if now > info.not_after_time() {
+        bail!(
+            "this certificate expired on {}; the server would refuse it (give --force to adopt it anyway)",
+            info.not_after
+        );
+    }
+    if now < info.not_before_time() {
+        bail!(
+            "this certificate is not valid before {}; the server would refuse it until then (give --force to adopt it anyway)",
+            info.not_before
+        );
+    }
+    Ok(())
 }
 
 /// Marks a machine revoked; a running server refuses it from its next request.

@@ -160,7 +160,7 @@ pub fn create(dir: &DataDir, name: &ProfileName, opts: CreateOptions) -> Result<
         }
         std::fs::set_permissions(
             staging.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            std::os::unix::fs::PermissionsExt::from_mode(fsutil::DIR),
         )?;
         std::fs::rename(staging.keep(), &folder)
             .with_context(|| format!("creating {}", folder.display()))?;

@@ -2,6 +2,7 @@
 //! server certificate. The directory is assembled under a temporary name and
 //! renamed into place, so a failed or interrupted init leaves nothing behind.
 
+use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,9 @@ pub struct InitReport {
     pub warnings: Vec<String>,
 }
 
+/// Name prefix of the folder a data directory is assembled in.
+const INIT_PREFIX: &str = ".bootgate-init-";
+
 pub fn init(target: &Path, opts: &InitOptions) -> Result<InitReport> {
     if opts.server_names.is_empty() {
         bail!("give at least one --server-name (the DNS name or IP address machines use)");
@@ -56,12 +60,28 @@ pub fn init(target: &Path, opts: &InitOptions) -> Result<InitReport> {
         _ => PathBuf::from("."),
     };
     fsutil::create_dir(&parent)?;
+    // An init that is still running holds its folder's lock; one whose lock
+    // can be taken was interrupted.
+    fsutil::remove_leftovers(&parent, |path| {
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(INIT_PREFIX))
+            && File::open(path).is_ok_and(|f| f.try_lock().is_ok())
+    });
     let staging = tempfile::Builder::new()
-        .prefix(".bootgate-init-")
+        .prefix(INIT_PREFIX)
         .tempdir_in(&parent)
         .with_context(|| format!("creating a temporary folder in {}", parent.display()))?;
+    let staging_lock = File::open(staging.path())
+        .and_then(|f| f.lock().map(|()| f))
+        .with_context(|| format!("locking {}", staging.path().display()))?;
     let dir = DataDir::new(staging.path());
     let report = populate(&dir, opts)?;
+    std::fs::set_permissions(
+        staging.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(fsutil::DIR),
+    )
+    .with_context(|| format!("setting the mode of {}", staging.path().display()))?;
 
     let staging = staging.keep();
     std::fs::rename(&staging, target).with_context(|| {
@@ -69,6 +89,7 @@ pub fn init(target: &Path, opts: &InitOptions) -> Result<InitReport> {
         format!("moving the new data directory to {}", target.display())
     })?;
     fsutil::sync_dir(&parent);
+    drop(staging_lock);
     Ok(report)
 }
 

@@ -127,10 +127,14 @@ fn try_boot(env: &Env, name: &str, image: &Path, platform: &str, extra: &[&str])
         log.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    env.command(&args)
+    let out = env
+        .command(&args)
         .env("BOOTGATE_ASSETS", cache().join("assets"))
         .output()
-        .unwrap()
+        .unwrap();
+    // What `bootgate try` said (verdict and duration), beside the console.
+    std::fs::write(logs_dir().join(format!("{name}.try.log")), &out.stderr).unwrap();
+    out
 }
 
 /// The machine's latest boot in the boot history, once `done` holds for it.
@@ -171,15 +175,68 @@ enum Setup {
     SharedProfile,
 }
 
+/// One boot of the test kernel and initramfs.
+struct KernelBoot {
+    name: &'static str,
+    platform: &'static str,
+    arch: &'static str,
+    kernel: &'static str,
+    console: &'static str,
+    setup: Setup,
+    /// U-Boot to run instead of the assets' one (Pi images under QEMU).
+    firmware: Option<PathBuf>,
+    /// A device tree for the profile's `--dtb` (shared profiles only), and
+    /// the model it names, which the kernel must report.
+    dtb: Option<(PathBuf, &'static str)>,
+}
+
+impl KernelBoot {
+    fn new(
+        name: &'static str,
+        platform: &'static str,
+        kernel: &'static str,
+        console: &'static str,
+        setup: Setup,
+    ) -> Self {
+        let arch = if kernel.ends_with("amd64") {
+            "amd64"
+        } else {
+            "arm64"
+        };
+        Self {
+            name,
+            platform,
+            arch,
+            kernel,
+            console,
+            setup,
+            firmware: None,
+            dtb: None,
+        }
+    }
+}
+
 /// Boots the test kernel and initramfs; /init must print a value that only
-/// this machine's variables put on the kernel command line.
-fn kernel_boot(name: &str, platform: &str, arch: &str, kernel: &str, console: &str, setup: Setup) {
+/// this machine's variables put on the kernel command line. Returns the
+/// console log.
+fn kernel_boot(run: KernelBoot) -> String {
+    let KernelBoot {
+        name,
+        platform,
+        arch,
+        kernel,
+        console,
+        setup,
+        ..
+    } = run;
     let env = qemu_env();
     let token = format!("t0k3n-of-{name}");
     let initrd = env.tmp.path().join("initrd.img");
     initramfs(arch, &initrd);
+    let mut served = vec!["/boot/ipxe", "/files/vmlinuz", "/files/initrd.img"];
     let fp = match setup {
         Setup::OwnFolder => {
+            assert!(run.dtb.is_none(), "a device tree needs a shared profile");
             let fp = env.add_machine(name);
             let files = env.files(&fp);
             std::fs::copy(test_asset(kernel), files.join("vmlinuz")).unwrap();
@@ -215,7 +272,7 @@ fn kernel_boot(name: &str, platform: &str, arch: &str, kernel: &str, console: &s
             let cmdline = format!(
                 "console={console} panic=-1 e2e.machine=${{machine_name}} e2e.token=${{token}}"
             );
-            env.ok(&[
+            let mut args = vec![
                 "profile",
                 "create",
                 "gateways",
@@ -227,10 +284,22 @@ fn kernel_boot(name: &str, platform: &str, arch: &str, kernel: &str, console: &s
                 "--run",
                 "-ti registry.example.com/gateway:latest",
                 "--cmdline",
-                &cmdline,
+                cmdline.as_str(),
                 "--var",
                 "token=the-profile-default",
-            ]);
+            ];
+            if let Some((dtb, _)) = &run.dtb {
+                env.ok(&[
+                    "asset",
+                    "add",
+                    dtb.to_str().unwrap(),
+                    "--name",
+                    "e2e-board.dtb",
+                ]);
+                args.extend(["--dtb", "e2e-board.dtb"]);
+                served.push("/files/e2e-board.dtb");
+            }
+            env.ok(&args);
             let fp = env
                 .ok(&["machine", "add", name, "--profile", "gateways"])
                 .trim()
@@ -250,14 +319,26 @@ fn kernel_boot(name: &str, platform: &str, arch: &str, kernel: &str, console: &s
     // Only init prints this marker: the kernel's own echo of its command line
     // has no "E2E-INIT:" before it.
     let expect = format!("E2E-INIT: e2e.machine={name} e2e.token={token}");
-    let out = try_boot(&env, name, &image, platform, &["--expect", &expect]);
+    let mut extra = vec!["--expect", expect.as_str()];
+    if let Some(firmware) = &run.firmware {
+        extra.extend(["--firmware", firmware.to_str().unwrap()]);
+    }
+    let out = try_boot(&env, name, &image, platform, &extra);
     keep_server_log(name, &server);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{name}: {stderr}");
     let console = std::fs::read_to_string(logs_dir().join(format!("{name}.console.log"))).unwrap();
     assert!(console.contains(&expect), "init's marker missing");
+    if let Some((_, model)) = &run.dtb {
+        // The kernel names the device tree it runs on: bootgate's, not the
+        // firmware's.
+        assert!(
+            console.contains(&format!("Machine model: {model}")),
+            "the kernel did not get the profile's device tree"
+        );
+    }
     let log = server.log_text();
-    for path in ["/boot/ipxe", "/files/vmlinuz", "/files/initrd.img"] {
+    for path in served {
         assert!(
             log.lines().any(|l| l.contains(&format!("path=\"{path}\""))
                 && l.contains("status=200")
@@ -272,39 +353,213 @@ fn kernel_boot(name: &str, platform: &str, arch: &str, kernel: &str, console: &s
     assert_eq!(boot["boot"]["platform"], "efi", "{boot:#}");
     assert_eq!(boot["boot"]["buildarch"], arch_of(platform), "{boot:#}");
     assert_eq!(boot["boot"]["mac"], "52:54:00:12:34:56", "{boot:#}");
+    console
 }
 
 /// iPXE's `${buildarch}` on each EFI platform.
 fn arch_of(platform: &str) -> &'static str {
     match platform {
         "x86_64-efi" => "x86_64",
-        "arm64-efi" => "arm64",
+        "arm64-efi" | "rpi3" | "rpi4" => "arm64",
         other => panic!("no build architecture known for {other}"),
     }
 }
 
 #[test]
 fn x86_64_efi_boots_to_the_initramfs() {
-    kernel_boot(
+    kernel_boot(KernelBoot::new(
         "e2e-x86",
         "x86_64-efi",
-        "amd64",
         "vmlinuz-amd64",
         "ttyS0",
         Setup::OwnFolder,
-    );
+    ));
 }
 
 #[test]
 fn arm64_efi_boots_a_shared_boot2container_profile() {
-    kernel_boot(
+    kernel_boot(KernelBoot::new(
         "e2e-arm64",
         "arm64-efi",
-        "arm64",
+        "vmlinuz-arm64",
+        "ttyAMA0",
+        Setup::SharedProfile,
+    ));
+}
+
+/// Where scripts that build heavy test dependencies keep them.
+fn build_cache() -> PathBuf {
+    std::env::var_os("BOOTGATE_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/bootgate")))
+        .expect("neither BOOTGATE_CACHE nor HOME is set")
+}
+
+/// U-Boot `qemu_arm64` with the virtio-net receive fix, built from the same
+/// Debian source version as the stock one (docs/qemu.md).
+fn fixed_uboot() -> PathBuf {
+    let stamp = cache().join("versions");
+    let versions = std::fs::read_to_string(&stamp).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: run scripts/fetch-assets (scripts/test does)",
+            stamp.display()
+        )
+    });
+    let version = versions
+        .lines()
+        .find_map(|l| l.strip_prefix("u-boot-qemu all "))
+        .unwrap_or_else(|| panic!("no u-boot-qemu in {}", stamp.display()));
+    let path = build_cache()
+        .join(format!("u-boot-qemu_arm64-{version}-virtio-kick"))
+        .join("u-boot.bin");
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/build-uboot-virtio-fix (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// The device tree of the `virt` machine `bootgate try` starts (same memory,
+/// CPU and firmware), as QEMU dumps it, with its root `model` changed to
+/// `model`. The firmware matters: with one loaded, QEMU swaps the PL061 GPIO
+/// for an ACPI event device, and a kernel given the tree of a machine without
+/// firmware dies probing a PL061 that is not there.
+fn virt_dtb_with_model(out: &Path, firmware: &Path, model: &str) {
+    let dumped = std::process::Command::new("qemu-system-aarch64")
+        .arg("-machine")
+        .arg(format!("virt,dumpdtb={}", out.display()))
+        .args(["-cpu", "max", "-m", "1024", "-smp", "1", "-nodefaults"])
+        .arg("-bios")
+        .arg(firmware)
+        .args(["-display", "none"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("qemu-system-aarch64 (install qemu-system-arm)");
+    assert!(
+        out.is_file(),
+        "QEMU dumped no device tree: {}",
+        String::from_utf8_lossy(&dumped.stderr)
+    );
+    let mut dtb = std::fs::read(out).unwrap();
+    set_root_model(&mut dtb, model);
+    std::fs::write(out, dtb).unwrap();
+}
+
+/// Rewrites the root node's `model` property of a flattened device tree in
+/// place (the new value must fit in the old one's length).
+fn set_root_model(dtb: &mut [u8], model: &str) {
+    let be32 = |d: &[u8], at: usize| u32::from_be_bytes(d[at..at + 4].try_into().unwrap());
+    assert_eq!(be32(dtb, 0), 0xd00d_feed, "not a flattened device tree");
+    let structs = be32(dtb, 8) as usize;
+    let strings = be32(dtb, 12) as usize;
+    let align = |n: usize| (n + 3) & !3;
+    let (mut at, mut depth) = (structs, 0);
+    loop {
+        let token = be32(dtb, at);
+        at += 4;
+        match token {
+            1 => {
+                let end = at + dtb[at..].iter().position(|&b| b == 0).unwrap();
+                at = align(end + 1);
+                depth += 1;
+            }
+            2 => depth -= 1,
+            3 => {
+                let len = be32(dtb, at) as usize;
+                let name_at = strings + be32(dtb, at + 4) as usize;
+                let value = at + 8;
+                let name_end = name_at + dtb[name_at..].iter().position(|&b| b == 0).unwrap();
+                if depth == 1 && &dtb[name_at..name_end] == b"model" {
+                    assert!(model.len() < len, "model {model:?} longer than the old one");
+                    dtb[value..value + len].fill(0);
+                    dtb[value..value + model.len()].copy_from_slice(model.as_bytes());
+                    return;
+                }
+                at = align(value + len);
+            }
+            4 => {}
+            _ => panic!("no model property in the device tree's root node"),
+        }
+    }
+}
+
+#[test]
+fn rpi4_image_boots_the_kernel_under_fixed_uboot() {
+    let mut run = KernelBoot::new(
+        "e2e-rpi4-kernel",
+        "rpi4",
+        "vmlinuz-arm64",
+        "ttyAMA0",
+        Setup::OwnFolder,
+    );
+    run.firmware = Some(fixed_uboot());
+    let console = kernel_boot(run);
+    assert!(
+        console.contains("-virtio-kick"),
+        "not the fixed U-Boot's banner"
+    );
+    // Without a profile device tree the kernel runs on the firmware's.
+    assert!(console.contains("Machine model: linux,dummy-virt"));
+}
+
+#[test]
+fn rpi3_profile_device_tree_reaches_the_kernel_under_fixed_uboot() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dtb = scratch.path().join("virt.dtb");
+    let firmware = fixed_uboot();
+    virt_dtb_with_model(&dtb, &firmware, "bootgate-e2e-dtb");
+    let mut run = KernelBoot::new(
+        "e2e-rpi3-dtb",
+        "rpi3",
         "vmlinuz-arm64",
         "ttyAMA0",
         Setup::SharedProfile,
     );
+    run.firmware = Some(firmware);
+    run.dtb = Some((dtb, "bootgate-e2e-dtb"));
+    let console = kernel_boot(run);
+    assert!(console.contains("-virtio-kick"));
+}
+
+#[test]
+fn rpi3_image_runs_the_pis_own_uboot_on_raspi3b() {
+    let name = "e2e-raspi3b";
+    let env = qemu_env();
+    env.add_machine(name);
+    let image = build_image(&env, name, "rpi3");
+    let out = try_boot(&env, name, &image, "rpi3", &["--board", "raspi3b"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("as far as raspi3b allows")
+            && stderr.contains("tried DHCP")
+            && stderr.contains("cannot be reached and was not tested"),
+        "{stderr}"
+    );
+    let console = std::fs::read_to_string(logs_dir().join(format!("{name}.console.log"))).unwrap();
+    // Each stage, in order: the Pi's U-Boot, the image's boot.scr from the SD
+    // card, the CA variable, iPXE, its autoexec.ipxe, the DHCP attempt.
+    let stages = [
+        "U-Boot 2025.01",
+        "RPI 3 Model B",
+        "Booting bootflow 'mmc@7e202000.bootdev.part_1' with script",
+        "bootgate: boot partition mmc 0:1",
+        "bootgate: CA installed in TlsCaCertificate",
+        "bootgate: starting iPXE",
+        "iPXE initialising devices",
+        "file:/autoexec.ipxe... ok",
+        "bootgate: machine e2e-raspi3b, boot server https://10.0.2.2:",
+        "bootgate: configuring the network (DHCP)",
+        "bootgate: DHCP failed",
+    ];
+    let mut from = 0;
+    for stage in stages {
+        let found = console[from..]
+            .find(stage)
+            .unwrap_or_else(|| panic!("{stage:?} missing (after byte {from}) in the console"));
+        from += found + stage.len();
+    }
 }
 
 #[test]

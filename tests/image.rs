@@ -681,3 +681,34 @@ fn command_line_builds_and_lists() {
         "{text}"
     );
 }
+
+#[test]
+fn image_files_do_not_depend_on_the_umask() {
+    use std::os::unix::process::CommandExt;
+    let f = fixture();
+    for mask in [0o000, 0o077] {
+        let out = f.scratch.join(format!("umask-{mask:03o}.img"));
+        let _ = fs::remove_file(&out);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootgate"));
+        cmd.arg("--data")
+            .arg(f.data.root())
+            .args(["image", "build", "--machine", "gw-1", "--platform", "rpi3"])
+            .arg("--output")
+            .arg(&out)
+            .arg("--assets")
+            .arg(&f.fake_assets);
+        // SAFETY: umask is async-signal-safe and touches no memory.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::umask(mask);
+                Ok(())
+            });
+        }
+        run(&mut cmd);
+        assert_eq!(
+            fs::metadata(&out).unwrap().mode() & 0o7777,
+            0o600,
+            "image under umask {mask:03o}"
+        );
+    }
+}

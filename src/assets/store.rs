@@ -22,8 +22,8 @@ use crate::fsutil;
 /// Size of the one buffer an asset is copied through.
 pub const COPY_BUFFER: usize = 256 * 1024;
 
-/// Blobs are never modified in place: read-only for everyone.
-const BLOB_MODE: u32 = 0o444;
+/// Blobs are never modified in place: read-only for the owner and its group.
+const BLOB_MODE: u32 = 0o440;
 
 /// A SHA-256 digest as 64 lowercase hex digits, the name of a blob.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -118,6 +118,10 @@ pub fn stage(blobs_dir: &Path, source: &Path, expected: Option<&Digest>) -> Resu
         .permissions(std::fs::Permissions::from_mode(BLOB_MODE))
         .tempfile_in(blobs_dir)
         .with_context(|| format!("creating a temporary file in {}", blobs_dir.display()))?;
+    // The umask may have taken bits away; set exactly the blob mode.
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(BLOB_MODE))
+        .with_context(|| format!("setting the mode of {}", tmp.path().display()))?;
     let mut buf = vec![0u8; COPY_BUFFER];
     let (digest, size) = copy_hashing(&mut input, tmp.as_file_mut(), &mut buf)
         .with_context(|| format!("copying {} into {}", source.display(), blobs_dir.display()))?;
@@ -215,7 +219,7 @@ mod tests {
         let blob = blob_path(&blobs, &want);
         assert_eq!(std::fs::read(&blob).unwrap(), b"kernel bytes");
         let mode = std::fs::metadata(&blob).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o444);
+        assert_eq!(mode, 0o440);
 
         let wrong: Digest = "0".repeat(64).parse().unwrap();
         let err = stage(&blobs, &source, Some(&wrong)).err().unwrap();

@@ -104,6 +104,17 @@ pub fn x509_version(der: &[u8]) -> Result<u32> {
     Ok(parse(der)?.version().0 + 1)
 }
 
+/// Whether the certificate may authenticate a TLS client: true without an
+/// extended key usage extension (no restriction), else whether it lists
+/// `clientAuth`, as TLS client verification requires.
+pub fn allows_client_auth(der: &[u8]) -> Result<bool> {
+    let cert = parse(der)?;
+    let usage = cert
+        .extended_key_usage()
+        .map_err(|e| anyhow!("reading the extended key usage: {e}"))?;
+    Ok(usage.is_none_or(|usage| usage.value.client_auth))
+}
+
 /// Checks that `cert_der` carries a valid signature by the CA in `ca_der`.
 pub fn verify_issued_by(cert_der: &[u8], ca_der: &[u8]) -> Result<()> {
     let cert = parse(cert_der)?;

@@ -9,8 +9,8 @@ mod certinfo;
 mod keys;
 
 pub use certinfo::{
-    CertInfo, chain_from_pem, der_from_pem, is_fingerprint, key_matches, rfc3339, sha1_fingerprint,
-    verify_issued_by, x509_version,
+    CertInfo, allows_client_auth, chain_from_pem, der_from_pem, is_fingerprint, key_matches,
+    rfc3339, sha1_fingerprint, verify_issued_by, x509_version,
 };
 pub use keys::{PrivateKey, RSA_BITS};
 

@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::datadir::DataDir;
 use crate::image::{AssetSearch, Platform, esl};
-use crate::vm::{self, Echo, Launch, Run};
+use crate::vm::{self, Board, Echo, Launch, Run};
 
 #[derive(Debug, Args)]
 pub struct TryArgs {
@@ -17,6 +17,16 @@ pub struct TryArgs {
     /// The platform the image was built for.
     #[arg(long)]
     platform: Platform,
+    /// The machine QEMU emulates: `virt` (every platform, network and all;
+    /// q35 for x86_64)
+    /// or `raspi3b` (rpi3 images on the Pi's own U-Boot, from the SD card up
+    /// to iPXE's DHCP attempt: that board has no network iPXE can drive).
+    #[arg(long, default_value = "virt")]
+    board: Board,
+    /// U-Boot to run instead of the assets' build (rpi3 and rpi4 images),
+    /// e.g. a `qemu_arm64` build from scripts/build-uboot-virtio-fix.
+    #[arg(long, value_name = "FILE")]
+    firmware: Option<PathBuf>,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
@@ -57,6 +67,7 @@ pub fn run(dir: &DataDir, args: TryArgs) -> Result<()> {
         .prefix("bootgate-try-")
         .tempdir()
         .context("creating a scratch folder")?;
+    args.board.check(args.platform)?;
     let uses_uefi_ca = matches!(args.platform, Platform::X86_64Efi | Platform::Arm64Efi);
     let ca_esl = if uses_uefi_ca && !args.no_ca {
         let dir = DataDir::open(dir.root()).context(
@@ -77,10 +88,13 @@ pub fn run(dir: &DataDir, args: TryArgs) -> Result<()> {
         name.push(".console.log");
         PathBuf::from(name)
     });
+    let offline_goal = !args.board.has_network() && args.expect.is_none();
     let run = Run {
         launch: Launch {
             platform: args.platform,
+            board: args.board,
             image: args.image.clone(),
+            firmware: args.firmware.clone(),
             ca_esl,
             work_dir: work.path().to_path_buf(),
             assets: AssetSearch::new(&args.assets),
@@ -97,14 +111,27 @@ pub fn run(dir: &DataDir, args: TryArgs) -> Result<()> {
         },
     };
     eprintln!(
-        "bootgate: booting {} as {} in QEMU (console log: {})",
+        "bootgate: booting {} as {} on QEMU's {} (console log: {})",
         args.image.display(),
         args.platform,
+        args.board.machine(args.platform),
         log.display()
     );
     let outcome = vm::boot(run)?;
     println!();
     match outcome.result {
+        Ok(()) if offline_goal => {
+            eprintln!(
+                "bootgate: boot went as far as {} allows in {:.1} s ({}): iPXE ran its \
+                 start-up script and tried DHCP; this machine has no network iPXE can drive, \
+                 so the network stage (an address, the boot server, TLS, the kernel) cannot be \
+                 reached and was not tested: use --board virt for it",
+                args.board,
+                outcome.elapsed.as_secs_f64(),
+                outcome.stage.describe(),
+            );
+            Ok(())
+        }
         Ok(()) => {
             eprintln!(
                 "bootgate: boot succeeded ({}) in {:.1} s",

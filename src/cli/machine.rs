@@ -60,6 +60,9 @@ pub struct AdoptArgs {
     /// Name to register it under (default: the certificate's common name).
     #[arg(long)]
     name: Option<MachineName>,
+    /// Adopt it even though it has expired or is not valid yet.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -115,7 +118,7 @@ pub fn run(dir: &DataDir, cmd: MachineCommand) -> Result<()> {
         MachineCommand::Adopt(args) => {
             let pem = std::fs::read_to_string(&args.cert)
                 .with_context(|| format!("reading {}", args.cert.display()))?;
-            let machine = machines::adopt(&dir, &pem, args.name.as_ref())?;
+            let machine = machines::adopt(&dir, &pem, args.name.as_ref(), args.force)?;
             let files = dir.machine_files_dir(&machine.fingerprint);
             eprintln!("adopted {} ({})", machine.name, machine.fingerprint);
             if !files.join("boot.ipxe").is_file() {

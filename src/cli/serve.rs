@@ -42,6 +42,9 @@ pub fn run(dir: &DataDir, args: ServeArgs) -> Result<()> {
         );
     }
     let dir = DataDir::open(dir.root())?;
+    if let Some(warning) = crate::permcheck::check(&dir)? {
+        tracing::warn!("{warning}");
+    }
     let config = Config::load(&dir)?;
     let listen = args.listen.unwrap_or(config.listen);
     let admin_listen = args.admin_listen.unwrap_or(config.admin_listen);

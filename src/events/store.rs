@@ -21,6 +21,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -69,7 +70,7 @@ impl Store {
     /// reader (`bootgate events` without a server) to let go of it.
     pub fn open(path: &Path, wait: Duration) -> Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            crate::fsutil::create_dir(dir)?;
         }
         let deadline = Instant::now() + wait;
         let db = loop {
@@ -87,6 +88,9 @@ impl Store {
                 }
             }
         };
+        // redb creates the file with the umask's mode; set it explicitly.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(crate::fsutil::PUBLIC))
+            .with_context(|| format!("setting the mode of {}", path.display()))?;
         let store = Self { db };
         // Create every table, so read-only opens find them all.
         let txn = store.begin_write()?;

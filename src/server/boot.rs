@@ -53,8 +53,12 @@ fn is_identifier(s: &str) -> bool {
 
 /// The variables of `vars.toml` in a machine's folder; `None` without one.
 pub fn file_vars(cache: &FileCache<Vars>, root: &Path) -> Result<Option<Arc<Vars>>, Refusal> {
+    let path = root.join(VARS_FILE);
+    let Some((folder, name)) = super::resolve::open_parent(&path)? else {
+        return Ok(None);
+    };
     cache
-        .get(&root.join(VARS_FILE))
+        .get(&folder, name)
         .map_err(|err| internal("boot variables", format!("{err:#}")))
 }
 

@@ -12,6 +12,8 @@ pub enum Refusal {
     UnknownCertificate,
     #[error("machine {0} is revoked")]
     Revoked(String),
+    #[error("this secrets link belongs to another machine")]
+    NotTheOwner,
     #[error("not found")]
     NotFound,
     #[error("bad request: {0}")]
@@ -25,9 +27,10 @@ pub enum Refusal {
 impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
-            Refusal::NoCertificate | Refusal::UnknownCertificate | Refusal::Revoked(_) => {
-                StatusCode::FORBIDDEN
-            }
+            Refusal::NoCertificate
+            | Refusal::UnknownCertificate
+            | Refusal::Revoked(_)
+            | Refusal::NotTheOwner => StatusCode::FORBIDDEN,
             Refusal::NotFound => StatusCode::NOT_FOUND,
             Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
             Refusal::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -41,6 +44,7 @@ impl Refusal {
             Refusal::NoCertificate => "no-certificate",
             Refusal::UnknownCertificate => "unknown-certificate",
             Refusal::Revoked(_) => "revoked",
+            Refusal::NotTheOwner => "not-the-owner",
             Refusal::NotFound => "not-found",
             Refusal::BadRequest(_) => "bad-request",
             Refusal::RangeNotSatisfiable { .. } => "range-not-satisfiable",

@@ -1,7 +1,10 @@
 //! Small files read on every boot-script request (`boot.ipxe`, `vars.toml`),
 //! kept in memory as parsed and re-read only when they change. A request
-//! costs one `stat` per file instead of open + read + close (+ parse); a file
-//! edited on the server is used from the next request on, as before.
+//! costs one open + `fstat` + close per file instead of open + read + close
+//! (+ parse); a file edited on the server is used from the next request on,
+//! as before. Files are opened beneath their folder
+//! ([`crate::fsutil::beneath`]) and the stamp compared is the opened file's,
+//! so a cached text is only ever used for the very file that was opened.
 //!
 //! "Changed" means another inode, size, mtime or ctime: editors and `cp`
 //! replace or rewrite the file (new mtime), and tools that restore an old
@@ -11,6 +14,7 @@
 //! changed less than [`SETTLE`] before it was read is not kept.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -18,6 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+
+use crate::fsutil::beneath::Dir;
 
 /// How long a file must have been left alone before its stamp is trusted.
 pub const SETTLE: Duration = Duration::from_secs(1);
@@ -72,29 +78,31 @@ impl<T> FileCache<T> {
         }
     }
 
-    /// The file at `path`, parsed; `None` if it does not exist.
-    pub fn get(&self, path: &Path) -> anyhow::Result<Option<Arc<T>>> {
-        let stamp = match std::fs::metadata(path) {
-            Ok(meta) => Stamp::of(&meta),
+    /// The file `name` beneath `folder`, parsed; `None` if it does not exist.
+    pub fn get(&self, folder: &Dir, name: &str) -> anyhow::Result<Option<Arc<T>>> {
+        let path = folder.path().join(name);
+        let reading = || format!("reading {}", path.display());
+        let (file, meta) = match folder.open_file(Path::new(name)) {
+            Ok(opened) => opened,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+            Err(err) => return Err(err).with_context(reading),
         };
-        if let Some((known, value)) = self.lock().get(path)
+        let stamp = Stamp::of(&meta);
+        if let Some((known, value)) = self.lock().get(&path)
             && *known == stamp
         {
             return Ok(Some(value.clone()));
         }
-        self.load(path).map(Some)
+        self.load(path, file, stamp).map(Some)
     }
 
-    fn load(&self, path: &Path) -> anyhow::Result<Arc<T>> {
-        let reading = || format!("reading {}", path.display());
-        let mut file = std::fs::File::open(path).with_context(reading)?;
-        // The stamp of what is read: if the file changes meanwhile, the next
-        // request sees another stamp and reads it again.
-        let stamp = Stamp::of(&file.metadata().with_context(reading)?);
+    /// Reads and parses the opened `file`, whose stamp is `stamp`: if it
+    /// changes meanwhile, the next request sees another stamp and reads it
+    /// again.
+    fn load(&self, path: PathBuf, mut file: File, stamp: Stamp) -> anyhow::Result<Arc<T>> {
         let mut text = String::new();
-        file.read_to_string(&mut text).with_context(reading)?;
+        file.read_to_string(&mut text)
+            .with_context(|| format!("reading {}", path.display()))?;
         let value =
             Arc::new((self.parse)(text).with_context(|| format!("parsing {}", path.display()))?);
         if stamp.is_racy(SystemTime::now(), self.settle) {
@@ -104,7 +112,7 @@ impl<T> FileCache<T> {
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
         }
-        entries.insert(path.to_path_buf(), (stamp, value.clone()));
+        entries.insert(path, (stamp, value.clone()));
         Ok(value)
     }
 
@@ -118,6 +126,10 @@ impl<T> FileCache<T> {
 mod tests {
     use super::*;
 
+    fn folder(tmp: &tempfile::TempDir) -> Dir {
+        Dir::open(tmp.path()).unwrap()
+    }
+
     fn settled_at_once() -> FileCache<String> {
         FileCache {
             settle: Duration::ZERO,
@@ -128,17 +140,22 @@ mod tests {
     #[test]
     fn keeps_a_file_until_it_changes() {
         let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("boot.ipxe");
+        const NAME: &str = "boot.ipxe";
+        let path = tmp.path().join(NAME);
+        let folder = folder(&tmp);
         let cache = settled_at_once();
-        assert!(cache.get(&path).unwrap().is_none());
+        assert!(cache.get(&folder, NAME).unwrap().is_none());
 
         std::fs::write(&path, "one").unwrap();
-        let first = cache.get(&path).unwrap().unwrap();
+        let first = cache.get(&folder, NAME).unwrap().unwrap();
         assert_eq!(*first, "one");
-        assert!(Arc::ptr_eq(&first, &cache.get(&path).unwrap().unwrap()));
+        assert!(Arc::ptr_eq(
+            &first,
+            &cache.get(&folder, NAME).unwrap().unwrap()
+        ));
 
         std::fs::write(&path, "three").unwrap();
-        assert_eq!(*cache.get(&path).unwrap().unwrap(), "three");
+        assert_eq!(*cache.get(&folder, NAME).unwrap().unwrap(), "three");
 
         // Same size and mtime put back, as `cp -p` would: the ctime differs.
         let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
@@ -150,22 +167,24 @@ mod tests {
             .unwrap()
             .set_modified(mtime)
             .unwrap();
-        assert_eq!(*cache.get(&path).unwrap().unwrap(), "seven");
+        assert_eq!(*cache.get(&folder, NAME).unwrap().unwrap(), "seven");
 
         std::fs::remove_file(&path).unwrap();
-        assert!(cache.get(&path).unwrap().is_none());
+        assert!(cache.get(&folder, NAME).unwrap().is_none());
     }
 
     #[test]
     fn a_file_changed_just_now_is_read_again() {
         let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("boot.ipxe");
+        const NAME: &str = "boot.ipxe";
+        let path = tmp.path().join(NAME);
+        let folder = folder(&tmp);
         let cache = FileCache::new(Ok);
         // Same size, within one tick of the file clock: the stamp may not
         // change, the content must.
         for text in ["one", "two", "six"] {
             std::fs::write(&path, text).unwrap();
-            assert_eq!(*cache.get(&path).unwrap().unwrap(), text);
+            assert_eq!(*cache.get(&folder, NAME).unwrap().unwrap(), text);
         }
         let later = SystemTime::now() + SETTLE * 2;
         let stamp = Stamp::of(&std::fs::metadata(&path).unwrap());
@@ -174,14 +193,31 @@ mod tests {
     }
 
     #[test]
+    fn a_link_leading_outside_is_never_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inside = tmp.path().join("folder");
+        std::fs::create_dir(&inside).unwrap();
+        std::fs::write(tmp.path().join("ca.key"), "SECRET").unwrap();
+        std::os::unix::fs::symlink("../ca.key", inside.join("boot.ipxe")).unwrap();
+        let cache = settled_at_once();
+        let err = cache
+            .get(&Dir::open(&inside).unwrap(), "boot.ipxe")
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("leads outside"), "{err:#}");
+        assert!(!format!("{err:#}").contains("SECRET"));
+    }
+
+    #[test]
     fn parse_errors_are_reported_and_not_kept() {
         let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("vars.toml");
+        const NAME: &str = "vars.toml";
+        let path = tmp.path().join(NAME);
+        let folder = folder(&tmp);
         let cache = FileCache::new(|text: String| crate::server::parse_vars(&text));
         std::fs::write(&path, "not toml").unwrap();
-        let err = cache.get(&path).unwrap_err();
+        let err = cache.get(&folder, NAME).unwrap_err();
         assert!(format!("{err:#}").contains("parsing"), "{err:#}");
         std::fs::write(&path, "role = \"gw\"\n").unwrap();
-        assert_eq!(cache.get(&path).unwrap().unwrap()["role"], "gw");
+        assert_eq!(cache.get(&folder, NAME).unwrap().unwrap()["role"], "gw");
     }
 }

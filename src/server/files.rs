@@ -1,20 +1,21 @@
-//! Answers a GET or HEAD for one file on disk: Content-Length, ETag,
+//! Answers a GET or HEAD for one opened file: Content-Length, ETag,
 //! Last-Modified, conditional requests (304) and a single byte range (206).
 //! The body is streamed from the file in small chunks ([`super::file_body`]),
 //! so a 1 GiB kernel costs a buffer, not a gigabyte. A request with several
 //! ranges gets the whole file (RFC 9110 lets a server ignore Range). The ETag
 //! is made from inode, size and mtime unless the caller knows a better one (a
-//! shared asset's is its content hash).
+//! shared asset's is its content hash). Everything is decided on the opened
+//! file's own metadata, and its bytes are the ones sent.
 
+use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
-use super::error::{Refusal, internal};
+use super::error::Refusal;
 use super::file_body::FileBody;
 
 /// A file's validators.
@@ -109,19 +110,13 @@ fn parse_range(value: &str, len: u64) -> Result<Option<(u64, u64)>, Refusal> {
     Ok(Some(range))
 }
 
-pub async fn respond(
-    path: &Path,
+/// Answers with `file`, whose metadata `meta` was read from the open file.
+pub fn respond(
+    (file, meta): (File, Metadata),
     method: &Method,
     headers: &HeaderMap,
     etag: Option<String>,
 ) -> Result<Response, Refusal> {
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|_| Refusal::NotFound)?;
-    let meta = file
-        .metadata()
-        .await
-        .map_err(|e| internal("reading file metadata", e))?;
     if !meta.is_file() {
         return Err(Refusal::NotFound);
     }
@@ -163,7 +158,7 @@ pub async fn respond(
     if method == Method::HEAD {
         return Ok(builder.body(Body::empty()).expect("valid response"));
     }
-    let body = FileBody::new(file.into_std().await, start, count);
+    let body = FileBody::new(file, start, count);
     Ok(builder.body(Body::new(body)).expect("valid response"))
 }
 

@@ -1,13 +1,18 @@
-//! Turning a request path into a file inside one machine's folder, refusing
-//! everything that could reach outside it: `..` and `.` segments, empty
-//! segments, percent-encoded slashes, backslashes or NULs, and symlinks whose
-//! target lies outside the folder.
+//! Turning a request path into an opened file inside one machine's folder,
+//! refusing everything that could reach outside it: `..` and `.` segments,
+//! empty segments, percent-encoded slashes, backslashes or NULs, and symlinks
+//! whose target lies outside the folder. The file is opened beneath the
+//! folder's descriptor ([`crate::fsutil::beneath`]), so what is served is what
+//! was checked, whatever changes on disk meanwhile.
 
-use std::path::{Path, PathBuf};
+use std::fs::{File, Metadata};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 
 use percent_encoding::percent_decode_str;
 
 use super::error::Refusal;
+use crate::fsutil::beneath::{self, Dir};
 
 /// Files in a machine's folder that are never served as files: `secrets` is
 /// only ever rendered once through `/secrets/<token>`, and `vars.toml` may hold
@@ -35,28 +40,29 @@ pub fn decode_segments(raw: &str) -> Result<Vec<String>, Refusal> {
         .collect()
 }
 
-/// Resolves `segments` under `root` and checks the real path (symlinks
-/// followed) is still inside `root` and is a regular, servable file.
-pub fn resolve_within(root: &Path, segments: &[String]) -> Result<PathBuf, Refusal> {
-    let root = match root.canonicalize() {
-        Ok(root) => root,
-        Err(_) => return Err(Refusal::NotFound),
-    };
-    let mut candidate = root.clone();
-    candidate.extend(segments);
-    let real = candidate.canonicalize().map_err(|_| Refusal::NotFound)?;
-    if !real.starts_with(&root) {
-        tracing::warn!(
-            "refused {}: it resolves outside {}",
-            candidate.display(),
-            root.display()
-        );
+/// Opens `segments` beneath `folder` as a regular, servable file. Symlinks
+/// may point anywhere inside the folder, but never at its private files.
+pub fn open_within(folder: &Dir, segments: &[String]) -> Result<(File, Metadata), Refusal> {
+    if let [name] = segments
+        && PRIVATE_NAMES.contains(&name.as_str())
+    {
         return Err(Refusal::NotFound);
     }
-    if PRIVATE_NAMES.iter().any(|name| real == root.join(name)) {
+    let relative: PathBuf = segments.iter().collect();
+    let (file, meta) = folder.open_file(&relative).map_err(|err| {
+        if beneath::is_escape(&err) {
+            tracing::warn!("refused a request: {err}");
+        }
+        Refusal::NotFound
+    })?;
+    let opened = (meta.dev(), meta.ino());
+    if PRIVATE_NAMES
+        .iter()
+        .any(|name| folder.entry_id(name) == Some(opened))
+    {
         return Err(Refusal::NotFound);
     }
-    Ok(real)
+    Ok((file, meta))
 }
 
 #[cfg(test)]
@@ -85,7 +91,8 @@ mod tests {
         std::os::unix::fs::symlink("kernel", root.join("alias")).unwrap();
         std::os::unix::fs::symlink("../outside", root.join("escape")).unwrap();
         std::os::unix::fs::symlink("secrets", root.join("leak")).unwrap();
-        let ok = |p: &str| resolve_within(&root, &[p.to_string()]);
+        let folder = Dir::open(&root).unwrap();
+        let ok = |p: &str| open_within(&folder, &[p.to_string()]);
         assert!(ok("kernel").is_ok());
         assert!(ok("alias").is_ok());
         assert!(ok("escape").is_err());

@@ -11,11 +11,18 @@
 //! machine's own on top. Each folder keeps the protections of
 //! [`super::paths`]: a file refused in one folder is looked for in the next,
 //! never outside them.
+//!
+//! A folder is opened beneath its tree (`files/` or `profiles/`, opened by
+//! path), and everything in it beneath the folder
+//! ([`crate::fsutil::beneath`]): a machine's folder that is a symlink to
+//! another folder of the same tree works, one leading elsewhere does not.
 
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::error::{Refusal, internal};
 use crate::datadir::DataDir;
+use crate::fsutil::beneath::Dir;
 use crate::registry::Machine;
 
 pub const SCRIPT_FILE: &str = "boot.ipxe";
@@ -81,13 +88,47 @@ impl Roots {
     }
 }
 
-/// The text of the first of `candidates` that exists.
+/// Opens a machine or profile folder beneath the tree that holds it.
+pub fn open_folder(folder: &Path) -> io::Result<Dir> {
+    let (Some(tree), Some(name)) = (folder.parent(), folder.file_name()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a folder inside a tree", folder.display()),
+        ));
+    };
+    Dir::open(tree)?.open_dir(Path::new(name))
+}
+
+/// Splits a candidate file into its opened folder and its name; `None` when
+/// the folder does not exist.
+pub fn open_parent(path: &Path) -> Result<Option<(Dir, &str)>, Refusal> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| internal("opening a file", format!("{} has no name", path.display())))?;
+    match open_folder(crate::fsutil::parent_of(path)) {
+        Ok(folder) => Ok(Some((folder, name))),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(internal(&format!("opening {}", path.display()), err)),
+    }
+}
+
+/// The text of the first of `candidates` that exists, each opened beneath its
+/// folder.
 pub fn read_first(candidates: &[PathBuf]) -> Result<Option<String>, Refusal> {
     for path in candidates {
-        match std::fs::read_to_string(path) {
-            Ok(text) => return Ok(Some(text)),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(err) => return Err(internal(&format!("reading {}", path.display()), err)),
+        let Some((folder, name)) = open_parent(path)? else {
+            continue;
+        };
+        let failed = |err| internal(&format!("reading {}", path.display()), err);
+        match folder.open_file(Path::new(name)) {
+            Ok((mut file, _)) => {
+                let mut text = String::new();
+                file.read_to_string(&mut text).map_err(failed)?;
+                return Ok(Some(text));
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(failed(err)),
         }
     }
     Ok(None)

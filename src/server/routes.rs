@@ -17,9 +17,10 @@ use super::identity::{Peer, Served};
 use super::paths;
 use super::resolve::{self, Roots};
 use super::scratch;
-use super::secrets::Grant;
+use super::secrets::{Grant, Redemption};
 use super::state::AppState;
 use crate::bootcfg::template::{self, Vars};
+use crate::fsutil::beneath::Dir;
 use crate::registry::Machine;
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -143,7 +144,10 @@ pub(super) fn first_script(
     candidates: &[std::path::PathBuf],
 ) -> Result<Option<Arc<String>>, Refusal> {
     for path in candidates {
-        match state.scripts.get(path) {
+        let Some((folder, name)) = resolve::open_parent(path)? else {
+            continue;
+        };
+        match state.scripts.get(&folder, name) {
             Ok(Some(text)) => return Ok(Some(text)),
             Ok(None) => continue,
             Err(err) => return Err(internal("boot script", format!("{err:#}"))),
@@ -192,8 +196,11 @@ async fn serve_file(
     let segments = paths::decode_segments(raw)?;
     let (method, headers) = (&request.method, &request.headers);
     for folder in Roots::of(&state.dir, machine).folders() {
-        match paths::resolve_within(folder, &segments) {
-            Ok(path) => return super::files::respond(&path, method, headers, None).await,
+        let Ok(folder) = resolve::open_folder(folder) else {
+            continue;
+        };
+        match paths::open_within(&folder, &segments) {
+            Ok(opened) => return super::files::respond(opened, method, headers, None),
             Err(Refusal::NotFound) => continue,
             Err(refusal) => return Err(refusal),
         }
@@ -201,19 +208,38 @@ async fn serve_file(
     if let [name] = segments.as_slice()
         && let Some(digest) = state.assets.lookup(name)
     {
-        let blob = paths::resolve_within(&state.dir.asset_blobs_dir(), &[digest.to_string()])?;
+        let blobs = Dir::open(&state.dir.asset_blobs_dir()).map_err(|_| Refusal::NotFound)?;
+        let blob = paths::open_within(&blobs, &[digest.to_string()])?;
         let etag = format!("\"{digest}\"");
-        return super::files::respond(&blob, method, headers, Some(etag)).await;
+        return super::files::respond(blob, method, headers, Some(etag));
     }
     Err(Refusal::NotFound)
 }
 
-async fn secret(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
-    let grant = match state.secrets.redeem(&token) {
-        Some(grant) => grant,
-        None => return Refusal::NotFound.into_response(),
-    };
+async fn secret(
+    State(state): State<Arc<AppState>>,
+    Extension(peer): Extension<Peer>,
+    Path(token): Path<String>,
+) -> Response {
     let index = state.machines.current();
+    let grant = match state.secrets.redeem(&token, peer.fingerprint.as_deref()) {
+        Redemption::Granted(grant) => grant,
+        Redemption::Unknown => return Refusal::NotFound.into_response(),
+        Redemption::NotTheOwner { owner } => {
+            // A copied script or a leaked link: worth the operator's eye.
+            let name_of = |fp: &str| index.get(fp).map(|m| m.name.to_string());
+            let presenter = peer.fingerprint.as_deref().unwrap_or_default();
+            tracing::warn!(
+                presenter = name_of(presenter).as_deref().unwrap_or(presenter),
+                owner = name_of(&owner).as_deref().unwrap_or(&owner),
+                "refused a secrets link presented by another machine's certificate; the link stays valid for its owner"
+            );
+            return match index.get(presenter) {
+                Some(machine) => for_machine(machine, Err(Refusal::NotTheOwner)),
+                None => Refusal::NotTheOwner.into_response(),
+            };
+        }
+    };
     let Some(machine) = index.get(&grant.fingerprint).cloned() else {
         return Refusal::NotFound.into_response();
     };

@@ -1,7 +1,9 @@
 //! One-time secrets: rendering `boot.ipxe` mints a token (`$secrets_url`) that
 //! lets whoever holds it fetch the machine's rendered `secrets` file exactly
 //! once, within the TTL, without a client certificate (meant for
-//! boot2container's `b2c.extra_args_url`).
+//! boot2container's `b2c.extra_args_url`). A request that does present a
+//! client certificate must present the minting machine's: another machine's
+//! is refused and the token stays valid for its owner.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +22,27 @@ const MAX_TOKENS_PER_MACHINE: usize = 8;
 pub struct Grant {
     pub fingerprint: Arc<str>,
     pub vars: Vars,
+}
+
+/// What redeeming a token gave.
+#[derive(Debug)]
+pub enum Redemption {
+    /// The token was live and is now spent.
+    Granted(Grant),
+    /// No such token, or it expired.
+    Unknown,
+    /// Another certificate than the owner's was presented; the token is kept.
+    NotTheOwner { owner: Arc<str> },
+}
+
+#[cfg(test)]
+impl Redemption {
+    fn granted(self) -> Option<Grant> {
+        match self {
+            Redemption::Granted(grant) => Some(grant),
+            _ => None,
+        }
+    }
 }
 
 struct Entry {
@@ -63,11 +86,27 @@ impl SecretStore {
         token
     }
 
-    /// Redeems a token: its grant if it exists and has not expired. Either way
-    /// the token is gone afterwards.
-    pub fn redeem(&self, token: &str) -> Option<Grant> {
-        let entry = self.tokens.lock().expect("secrets lock").remove(token)?;
-        (entry.minted.elapsed() < self.ttl).then_some(entry.grant)
+    /// Redeems a token for a request presenting the certificate with
+    /// fingerprint `presenter` (`None`: no certificate). Granted, the token is
+    /// gone; presented by another certificate, it is left for its owner.
+    pub fn redeem(&self, token: &str, presenter: Option<&str>) -> Redemption {
+        let mut tokens = self.tokens.lock().expect("secrets lock");
+        let Some(entry) = tokens.get(token) else {
+            return Redemption::Unknown;
+        };
+        if entry.minted.elapsed() >= self.ttl {
+            tokens.remove(token);
+            return Redemption::Unknown;
+        }
+        if let Some(presenter) = presenter
+            && presenter != &*entry.grant.fingerprint
+        {
+            return Redemption::NotTheOwner {
+                owner: entry.grant.fingerprint.clone(),
+            };
+        }
+        let entry = tokens.remove(token).expect("token present");
+        Redemption::Granted(entry.grant)
     }
 }
 
@@ -87,9 +126,23 @@ mod tests {
         let store = SecretStore::new(Duration::from_secs(60));
         let token = store.mint(grant("a"));
         assert_eq!(token.len(), 64);
-        assert!(store.redeem(&token).is_some());
-        assert!(store.redeem(&token).is_none());
-        assert!(store.redeem("nonsense").is_none());
+        assert!(store.redeem(&token, None).granted().is_some());
+        assert!(store.redeem(&token, None).granted().is_none());
+        assert!(store.redeem("nonsense", None).granted().is_none());
+    }
+
+    #[test]
+    fn only_the_owner_or_no_certificate_redeems() {
+        let store = SecretStore::new(Duration::from_secs(60));
+        let token = store.mint(grant("a"));
+        assert!(matches!(
+            store.redeem(&token, Some("b")),
+            Redemption::NotTheOwner { owner } if &*owner == "a"
+        ));
+        assert!(store.redeem(&token, Some("a")).granted().is_some());
+        assert!(store.redeem(&token, Some("a")).granted().is_none());
+        let token = store.mint(grant("a"));
+        assert!(store.redeem(&token, None).granted().is_some());
     }
 
     #[test]
@@ -97,7 +150,7 @@ mod tests {
         let store = SecretStore::new(Duration::from_millis(1));
         let token = store.mint(grant("a"));
         std::thread::sleep(Duration::from_millis(5));
-        assert!(store.redeem(&token).is_none());
+        assert!(store.redeem(&token, None).granted().is_none());
     }
 
     #[test]
@@ -105,12 +158,18 @@ mod tests {
         let store = SecretStore::new(Duration::from_secs(60));
         let tokens: Vec<_> = (0..20).map(|_| store.mint(grant("a"))).collect();
         let other = store.mint(grant("b"));
-        let live = tokens.iter().filter(|t| store.redeem(t).is_some()).count();
+        let live = tokens
+            .iter()
+            .filter(|t| store.redeem(t, None).granted().is_some())
+            .count();
         assert_eq!(live, MAX_TOKENS_PER_MACHINE);
         assert!(
-            store.redeem(tokens.last().unwrap()).is_none(),
+            store
+                .redeem(tokens.last().unwrap(), None)
+                .granted()
+                .is_none(),
             "already redeemed"
         );
-        assert!(store.redeem(&other).is_some());
+        assert!(store.redeem(&other, None).granted().is_some());
     }
 }

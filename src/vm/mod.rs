@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-pub use qemu::Launch;
+pub use qemu::{Board, Launch};
 pub use serial::{Failure, Stage, Verdict, Watcher};
 
 /// The result of one boot.
@@ -83,6 +83,9 @@ pub fn boot(run: Run) -> Result<Outcome> {
     let mut stderr = guest.0.stderr.take().expect("piped");
 
     let mut watcher = Watcher::new(run.expect.clone());
+    if !run.launch.board.has_network() {
+        watcher = watcher.without_network();
+    }
     let deadline = started + run.timeout;
     let result = loop {
         let left = deadline.saturating_duration_since(Instant::now());

@@ -381,6 +381,87 @@ impl Client {
     }
 }
 
+/// One kept-alive connection for many requests in a row (a new TLS
+/// handshake per request would make thousands of them slow).
+pub struct Session {
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    runtime: tokio::runtime::Runtime,
+    sender: Option<hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>>,
+}
+
+impl Session {
+    pub fn new(env: &Env, identity: Option<Identity>) -> Self {
+        let client = env.client();
+        let config = Arc::new(client.tls_config(identity.as_ref()));
+        Self {
+            addr: client.addr,
+            config,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            sender: None,
+        }
+    }
+
+    /// GETs `path`, reconnecting if the server closed the connection.
+    pub fn get(&mut self, path: &str) -> Response {
+        match self.try_get(path) {
+            Ok(response) => response,
+            Err(_) => {
+                self.sender = None;
+                self.try_get(path).unwrap()
+            }
+        }
+    }
+
+    fn try_get(&mut self, path: &str) -> Result<Response, String> {
+        let (addr, config) = (self.addr, self.config.clone());
+        let sender = &mut self.sender;
+        self.runtime.block_on(async move {
+            if sender.as_ref().is_none_or(|s| s.is_closed()) {
+                let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                    .await
+                    .map_err(|e| format!("tls: {e}"))?;
+                let (new, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                        .await
+                        .map_err(|e| format!("http: {e}"))?;
+                tokio::spawn(conn);
+                *sender = Some(new);
+            }
+            let sender = sender.as_mut().unwrap();
+            sender.ready().await.map_err(|e| format!("http: {e}"))?;
+            let request = http::Request::builder()
+                .uri(path)
+                .header("host", "localhost")
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| format!("http: {e}"))?;
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("body: {e}"))?
+                .to_bytes()
+                .to_vec();
+            Ok(Response {
+                status,
+                headers,
+                body,
+            })
+        })
+    }
+}
+
 /// A plain-HTTP/1.0 GET: (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     use std::io::Write;
