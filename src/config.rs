@@ -97,6 +97,8 @@ pub struct EventsConfig {
     /// A boot is settled (counted in the metrics as it stands) once its
     /// machine has been quiet this long.
     pub boot_settle_secs: u64,
+    /// Memory for the store's page cache, in MiB.
+    pub cache_mib: u64,
 }
 
 impl Default for EventsConfig {
@@ -105,6 +107,7 @@ impl Default for EventsConfig {
             retention_days: 30,
             max_events: 100_000,
             boot_settle_secs: 300,
+            cache_mib: (crate::events::store::DEFAULT_CACHE_BYTES >> 20) as u64,
         }
     }
 }
@@ -115,6 +118,10 @@ impl EventsConfig {
             max_age: Duration::from_secs(self.retention_days.saturating_mul(86_400)),
             max_events: self.max_events,
         }
+    }
+
+    pub fn cache_bytes(&self) -> usize {
+        (self.cache_mib as usize).saturating_mul(1 << 20)
     }
 
     pub fn boot_settle(&self) -> Duration {
@@ -177,6 +184,9 @@ impl Config {
         }
         if self.events.retention_days == 0 || self.events.max_events == 0 {
             bail!("[events] retention_days and max_events must be at least 1");
+        }
+        if !(1..=4096).contains(&self.events.cache_mib) {
+            bail!("[events] cache_mib must be between 1 and 4096");
         }
         if self.events.boot_settle_secs == 0 {
             bail!("[events] boot_settle_secs must be at least 1");

@@ -197,11 +197,21 @@ fn records_boots_refusals_and_handshakes_and_counts_them() {
         ("bootgate_machines{state=\"revoked\"}", 1.0),
         ("bootgate_events_dropped_total", 0.0),
         ("bootgate_event_store_errors_total", 0.0),
+        ("bootgate_events_lost_total", 0.0),
+        ("bootgate_event_store_cache_limit_bytes", 8.0 * 1_048_576.0),
         ("bootgate_build_info{version=\"0.1.0\"}", 1.0),
     ];
     for (sample, value) in expect {
         assert_eq!(metric(&m, sample), value, "{sample}");
     }
+    // The history's file and cache, as the server sees them.
+    let file = metric(&m, "bootgate_event_store_file_bytes");
+    let on_disk = std::fs::metadata(env.path("events/events.redb"))
+        .unwrap()
+        .len() as f64;
+    assert!(file > 0.0 && file <= on_disk, "{file} of {on_disk}");
+    let cache = metric(&m, "bootgate_event_store_cache_bytes");
+    assert!(cache > 0.0 && cache <= 8.0 * 1_048_576.0, "{cache}");
     // Connections: every request above is one, plus the readiness probe.
     assert!(metric(&m, "bootgate_connections_total") >= 20.0);
     let files_sent = metric(&m, "bootgate_sent_bytes_total{route=\"/files\"}");

@@ -23,6 +23,8 @@
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -53,9 +55,30 @@ pub struct Retention {
     pub max_events: u64,
 }
 
+/// redb's page cache when nothing else is said: the store's working set is
+/// the newest pages (appends) and the oldest (trimming), a few MiB at most;
+/// redb's own default (1 GiB) would let the cache grow with the file.
+pub const DEFAULT_CACHE_BYTES: usize = 8 * 1024 * 1024;
+
 /// The store, opened for writing by the one process that records.
 pub struct Store {
-    db: Database,
+    /// `None` between closing after a failed write and reopening.
+    db: RwLock<Option<Database>>,
+    /// A write failed: reopen before the next one.
+    failed: AtomicBool,
+    path: std::path::PathBuf,
+    cache_bytes: usize,
+}
+
+/// How much memory and disk the store takes, for the metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Size of the file on disk.
+    pub file_bytes: u64,
+    /// Bytes in redb's page cache (read cache and write buffer).
+    pub cache_bytes: u64,
+    /// The page cache's limit.
+    pub cache_limit_bytes: u64,
 }
 
 /// What a commit did.
@@ -67,53 +90,52 @@ pub struct Written {
 
 impl Store {
     /// Opens (or creates) the store for writing, waiting up to `wait` for a
-    /// reader (`bootgate events` without a server) to let go of it.
-    pub fn open(path: &Path, wait: Duration) -> Result<Self> {
+    /// reader (`bootgate events` without a server) to let go of it, with a
+    /// page cache of `cache_bytes`.
+    pub fn open(path: &Path, wait: Duration, cache_bytes: usize) -> Result<Self> {
         if let Some(dir) = path.parent() {
             crate::fsutil::create_dir(dir)?;
         }
-        let deadline = Instant::now() + wait;
-        let db = loop {
-            match Database::builder().create(path) {
-                Ok(db) => break db,
-                Err(DatabaseError::DatabaseAlreadyOpen) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(DatabaseError::DatabaseAlreadyOpen) => bail!(
-                    "{} is in use by another process (another `bootgate serve` on this data directory?)",
-                    path.display()
-                ),
-                Err(err) => {
-                    return Err(err).with_context(|| format!("opening {}", path.display()));
-                }
-            }
-        };
-        // redb creates the file with the umask's mode; set it explicitly.
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(crate::fsutil::PUBLIC))
-            .with_context(|| format!("setting the mode of {}", path.display()))?;
-        let store = Self { db };
-        // Create every table, so read-only opens find them all.
-        let txn = store.begin_write()?;
-        txn.open_table(EVENTS)?;
-        txn.open_table(EVENTS_BY_MACHINE)?;
-        txn.open_table(BOOTS)?;
-        txn.open_table(BOOTS_BY_MACHINE)?;
-        txn.open_table(MACHINES)?;
-        txn.open_table(META)?;
-        txn.commit()?;
-        Ok(store)
+        let db = open_database(path, wait, cache_bytes)?;
+        Ok(Self {
+            db: RwLock::new(Some(db)),
+            failed: AtomicBool::new(false),
+            path: path.to_path_buf(),
+            cache_bytes,
+        })
     }
 
-    fn begin_write(&self) -> Result<WriteTransaction> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
-        txn.set_quick_repair(true);
-        Ok(txn)
+    /// Runs `f` on the open database.
+    fn with_db<T>(&self, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
+        match self.db.read().expect("store lock").as_ref() {
+            Some(db) => f(db),
+            None => {
+                bail!("the boot history is closed after a failed write; the next write reopens it")
+            }
+        }
+    }
+
+    /// After a failed write redb refuses every further one (its state on disk
+    /// is only known again after a repair), so the next write closes the
+    /// file and opens it again. While that fails (the disk is still full),
+    /// writes fail and their events are counted as lost.
+    fn reopen(&self) -> Result<()> {
+        let mut slot = self.db.write().expect("store lock");
+        // Close first: redb locks the file, even against this process.
+        *slot = None;
+        let db = open_database(&self.path, Duration::ZERO, self.cache_bytes)
+            .with_context(|| format!("reopening {} after a failed write", self.path.display()))?;
+        *slot = Some(db);
+        self.failed.store(false, Ordering::Relaxed);
+        tracing::info!("reopened {} after a failed write", self.path.display());
+        Ok(())
     }
 
     pub fn reader(&self) -> Result<Reader> {
-        Ok(Reader {
-            txn: self.db.begin_read()?,
+        self.with_db(|db| {
+            Ok(Reader {
+                txn: db.begin_read()?,
+            })
         })
     }
 
@@ -126,86 +148,160 @@ impl Store {
         retention: Retention,
         now: Timestamp,
     ) -> Result<Written> {
-        let txn = self.begin_write()?;
-        let mut written = Written::default();
-        {
-            let mut table = txn.open_table(EVENTS)?;
-            let mut by_machine = txn.open_table(EVENTS_BY_MACHINE)?;
-            let mut machines = txn.open_table(MACHINES)?;
-            let mut seen: HashMap<String, MachineSeen> = HashMap::new();
-            for event in events {
-                table.insert(event.id, serde_json::to_string(event)?.as_str())?;
-                written.events += 1;
-                let Some(machine) = &event.machine else {
-                    continue;
-                };
-                by_machine.insert((machine.as_str(), event.id), ())?;
-                let entry = match seen.get_mut(machine) {
-                    Some(entry) => entry,
-                    None => {
-                        let stored = get_json::<MachineSeen>(&machines, machine.as_str())?;
-                        let entry = stored.unwrap_or_else(|| MachineSeen {
-                            machine: machine.clone(),
-                            fingerprint: String::new(),
-                            last_seen: Timestamp::default(),
-                            last_peer: String::new(),
-                            last_boot: None,
-                        });
-                        seen.entry(machine.clone()).or_insert(entry)
-                    }
-                };
-                if event.time >= entry.last_seen {
-                    entry.last_seen = event.time;
-                    entry.last_peer = event.peer.clone();
-                    if let Some(fp) = &event.fingerprint {
-                        entry.fingerprint = fp.clone();
-                    }
-                }
-            }
-
-            let mut boots = txn.open_table(BOOTS)?;
-            let mut boots_by_machine = txn.open_table(BOOTS_BY_MACHINE)?;
-            for boot in changes.updated.values() {
-                boots.insert(boot.id, serde_json::to_string(boot)?.as_str())?;
-                boots_by_machine.insert((boot.machine.as_str(), boot.id), ())?;
-                let entry = match seen.get_mut(&boot.machine) {
-                    Some(entry) => entry,
-                    None => match get_json::<MachineSeen>(&machines, boot.machine.as_str())? {
-                        Some(stored) => seen.entry(boot.machine.clone()).or_insert(stored),
-                        None => continue,
-                    },
-                };
-                if entry
-                    .last_boot
-                    .as_ref()
-                    .is_none_or(|last| last.id <= boot.id)
-                {
-                    entry.last_boot = Some(boot.clone());
-                }
-            }
-            for (name, entry) in &seen {
-                machines.insert(name.as_str(), serde_json::to_string(entry)?.as_str())?;
-            }
-            drop((by_machine, boots_by_machine, boots));
-
-            if let Some(last) = events.iter().map(|e| e.id).max() {
-                let mut meta = txn.open_table(META)?;
-                let previous = meta.get("last_id")?.map_or(0, |v| v.value());
-                meta.insert("last_id", last.max(previous))?;
-            }
-            drop(table);
-            written.trimmed = trim(&txn, retention, now)?;
+        if self.failed.load(Ordering::Relaxed) {
+            self.reopen()?;
         }
-        txn.commit()?;
-        Ok(written)
+        let written = self.with_db(|db| write_to(db, events, changes, retention, now));
+        if written.is_err() {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        written
+    }
+
+    /// The file's size and the page cache's use.
+    pub fn usage(&self) -> Usage {
+        let cache = self.with_db(|db| Ok(db.cache_stats().used_bytes() as u64));
+        Usage {
+            file_bytes: std::fs::metadata(&self.path).map_or(0, |m| m.len()),
+            cache_bytes: cache.unwrap_or(0),
+            cache_limit_bytes: self.cache_bytes as u64,
+        }
     }
 
     /// The largest event id ever written (0 for a new store).
     pub fn last_id(&self) -> Result<u64> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        Ok(meta.get("last_id")?.map_or(0, |v| v.value()))
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let meta = txn.open_table(META)?;
+            Ok(meta.get("last_id")?.map_or(0, |v| v.value()))
+        })
     }
+}
+
+/// Opens the file for writing, waiting up to `wait` for another process to
+/// let go of it, and makes sure every table exists (so read-only opens find
+/// them all).
+fn open_database(path: &Path, wait: Duration, cache_bytes: usize) -> Result<Database> {
+    let deadline = Instant::now() + wait;
+    let db = loop {
+        match Database::builder().set_cache_size(cache_bytes).create(path) {
+            Ok(db) => break db,
+            Err(DatabaseError::DatabaseAlreadyOpen) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(DatabaseError::DatabaseAlreadyOpen) => bail!(
+                "{} is in use by another process (another `bootgate serve` on this data directory?)",
+                path.display()
+            ),
+            Err(err) => {
+                return Err(err).with_context(|| format!("opening {}", path.display()));
+            }
+        }
+    };
+    // redb creates the file with the umask's mode; set it explicitly.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(crate::fsutil::PUBLIC))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    let txn = begin_write(&db)?;
+    txn.open_table(EVENTS)?;
+    txn.open_table(EVENTS_BY_MACHINE)?;
+    txn.open_table(BOOTS)?;
+    txn.open_table(BOOTS_BY_MACHINE)?;
+    txn.open_table(MACHINES)?;
+    txn.open_table(META)?;
+    txn.commit()?;
+    Ok(db)
+}
+
+/// A write transaction: durable, and saving the allocator state so that a
+/// crash needs no full repair.
+fn begin_write(db: &Database) -> Result<WriteTransaction> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    txn.set_quick_repair(true);
+    Ok(txn)
+}
+
+/// Writes events and the boots they changed in one durable commit, then
+/// applies retention.
+fn write_to(
+    db: &Database,
+    events: &[Event],
+    changes: &Changes,
+    retention: Retention,
+    now: Timestamp,
+) -> Result<Written> {
+    let txn = begin_write(db)?;
+    let mut written = Written::default();
+    {
+        let mut table = txn.open_table(EVENTS)?;
+        let mut by_machine = txn.open_table(EVENTS_BY_MACHINE)?;
+        let mut machines = txn.open_table(MACHINES)?;
+        let mut seen: HashMap<String, MachineSeen> = HashMap::new();
+        for event in events {
+            table.insert(event.id, serde_json::to_string(event)?.as_str())?;
+            written.events += 1;
+            let Some(machine) = &event.machine else {
+                continue;
+            };
+            by_machine.insert((machine.as_str(), event.id), ())?;
+            let entry = match seen.get_mut(machine) {
+                Some(entry) => entry,
+                None => {
+                    let stored = get_json::<MachineSeen>(&machines, machine.as_str())?;
+                    let entry = stored.unwrap_or_else(|| MachineSeen {
+                        machine: machine.clone(),
+                        fingerprint: String::new(),
+                        last_seen: Timestamp::default(),
+                        last_peer: String::new(),
+                        last_boot: None,
+                    });
+                    seen.entry(machine.clone()).or_insert(entry)
+                }
+            };
+            if event.time >= entry.last_seen {
+                entry.last_seen = event.time;
+                entry.last_peer = event.peer.clone();
+                if let Some(fp) = &event.fingerprint {
+                    entry.fingerprint = fp.clone();
+                }
+            }
+        }
+
+        let mut boots = txn.open_table(BOOTS)?;
+        let mut boots_by_machine = txn.open_table(BOOTS_BY_MACHINE)?;
+        for boot in changes.updated.values() {
+            boots.insert(boot.id, serde_json::to_string(boot)?.as_str())?;
+            boots_by_machine.insert((boot.machine.as_str(), boot.id), ())?;
+            let entry = match seen.get_mut(&boot.machine) {
+                Some(entry) => entry,
+                None => match get_json::<MachineSeen>(&machines, boot.machine.as_str())? {
+                    Some(stored) => seen.entry(boot.machine.clone()).or_insert(stored),
+                    None => continue,
+                },
+            };
+            if entry
+                .last_boot
+                .as_ref()
+                .is_none_or(|last| last.id <= boot.id)
+            {
+                entry.last_boot = Some(boot.clone());
+            }
+        }
+        for (name, entry) in &seen {
+            machines.insert(name.as_str(), serde_json::to_string(entry)?.as_str())?;
+        }
+        drop((by_machine, boots_by_machine, boots));
+
+        if let Some(last) = events.iter().map(|e| e.id).max() {
+            let mut meta = txn.open_table(META)?;
+            let previous = meta.get("last_id")?.map_or(0, |v| v.value());
+            meta.insert("last_id", last.max(previous))?;
+        }
+        drop(table);
+        written.trimmed = trim(&txn, retention, now)?;
+    }
+    txn.commit()?;
+    Ok(written)
 }
 
 /// Removes the oldest events past either limit (and the boots they began).
@@ -443,7 +539,12 @@ mod tests {
     #[test]
     fn events_boots_and_machines_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("e.redb"), Duration::ZERO).unwrap();
+        let store = Store::open(
+            &dir.path().join("e.redb"),
+            Duration::ZERO,
+            DEFAULT_CACHE_BYTES,
+        )
+        .unwrap();
         let mut tracker = BootTracker::new(Duration::from_secs(300));
         let mut refused = Event::new(Kind::Handshake, at(0), "192.0.2.9:1".into());
         refused.id = at(0).as_micros();
@@ -517,7 +618,12 @@ mod tests {
     #[test]
     fn retention_keeps_the_newest_events_within_both_limits() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("e.redb"), Duration::ZERO).unwrap();
+        let store = Store::open(
+            &dir.path().join("e.redb"),
+            Duration::ZERO,
+            DEFAULT_CACHE_BYTES,
+        )
+        .unwrap();
         let mut tracker = BootTracker::new(Duration::from_secs(300));
         let by_count = Retention {
             max_age: Duration::from_secs(86400),
@@ -565,7 +671,7 @@ mod tests {
         let path = dir.path().join("e.redb");
         assert!(matches!(ReadOnly::open(&path).unwrap(), ReadOnly::Missing));
         {
-            let store = Store::open(&path, Duration::ZERO).unwrap();
+            let store = Store::open(&path, Duration::ZERO, DEFAULT_CACHE_BYTES).unwrap();
             let mut tracker = BootTracker::new(Duration::from_secs(300));
             record(
                 &store,
@@ -577,7 +683,7 @@ mod tests {
             // While it is open for writing, readers are told to go elsewhere,
             // and a second writer is refused.
             assert!(matches!(ReadOnly::open(&path).unwrap(), ReadOnly::Busy));
-            let err = Store::open(&path, Duration::from_millis(200))
+            let err = Store::open(&path, Duration::from_millis(200), DEFAULT_CACHE_BYTES)
                 .err()
                 .unwrap()
                 .to_string();

@@ -51,8 +51,29 @@ pub struct WriterConfig {
 #[derive(Debug, Default)]
 pub struct RecorderStats {
     pub written: AtomicU64,
+    /// Events not queued because the writer was behind.
     pub dropped: AtomicU64,
+    /// Failed writes to the store.
     pub errors: AtomicU64,
+    /// Events that were in those failed writes.
+    pub lost: AtomicU64,
+    /// The latest failed write, and when writing worked again after it.
+    pub last_failure: std::sync::Mutex<Option<WriteFailure>>,
+}
+
+/// A write to the store that failed, for the status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteFailure {
+    pub at: Timestamp,
+    pub error: String,
+    /// The first write that worked afterwards.
+    pub recovered: Option<Timestamp>,
+}
+
+impl RecorderStats {
+    pub fn last_failure(&self) -> Option<WriteFailure> {
+        self.last_failure.lock().expect("recorder stats").clone()
+    }
 }
 
 enum Msg {
@@ -210,15 +231,28 @@ impl Writer {
                 self.stats
                     .written
                     .fetch_add(written.events as u64, Ordering::Relaxed);
+                let mut failure = self.stats.last_failure.lock().expect("recorder stats");
+                if let Some(f) = failure.as_mut().filter(|f| f.recovered.is_none()) {
+                    f.recovered = Some(now);
+                    tracing::info!("writing boot history works again");
+                }
             }
             Err(err) => {
                 // Nothing to retry into: the server keeps serving, the
-                // counter and the log tell what was lost.
+                // counters, the log and the status page tell what was lost.
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .lost
+                    .fetch_add(events.len() as u64, Ordering::Relaxed);
                 tracing::error!(
                     events = events.len(),
                     "writing boot history failed, these events are lost: {err:#}"
                 );
+                *self.stats.last_failure.lock().expect("recorder stats") = Some(WriteFailure {
+                    at: now,
+                    error: format!("{err:#}"),
+                    recovered: None,
+                });
             }
         }
         for boot in changes.started {
@@ -274,7 +308,14 @@ mod tests {
     #[test]
     fn writes_in_batches_within_the_flush_interval_and_settles_quiet_boots() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("e.redb"), Duration::ZERO).unwrap());
+        let store = Arc::new(
+            Store::open(
+                &dir.path().join("e.redb"),
+                Duration::ZERO,
+                crate::events::store::DEFAULT_CACHE_BYTES,
+            )
+            .unwrap(),
+        );
         let notices = Arc::new(Mutex::new(Vec::new()));
         let sink = notices.clone();
         let config = WriterConfig {

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use crate::events::store::Usage;
 use crate::events::writer::{BootNotice, RecorderStats};
 use crate::events::{Outcome, Timestamp};
 
@@ -94,7 +95,12 @@ impl Metrics {
     }
 
     /// The whole exposition. `machines` is (active, revoked) enrolled machines.
-    pub fn render(&self, recorder: &RecorderStats, machines: (usize, usize)) -> String {
+    pub fn render(
+        &self,
+        recorder: &RecorderStats,
+        store: Usage,
+        machines: (usize, usize),
+    ) -> String {
         let mut out = Exposition::default();
         out.family(
             "bootgate_build_info",
@@ -261,6 +267,38 @@ impl Metrics {
             &[],
             recorder.errors.load(Ordering::Relaxed),
         );
+        out.family(
+            "bootgate_events_lost_total",
+            "counter",
+            "Boot history events lost in failed writes.",
+        );
+        out.sample(
+            "bootgate_events_lost_total",
+            &[],
+            recorder.lost.load(Ordering::Relaxed),
+        );
+        out.family(
+            "bootgate_event_store_file_bytes",
+            "gauge",
+            "Size of the boot history file on disk.",
+        );
+        out.sample("bootgate_event_store_file_bytes", &[], store.file_bytes);
+        out.family(
+            "bootgate_event_store_cache_bytes",
+            "gauge",
+            "Memory in the boot history store's page cache.",
+        );
+        out.sample("bootgate_event_store_cache_bytes", &[], store.cache_bytes);
+        out.family(
+            "bootgate_event_store_cache_limit_bytes",
+            "gauge",
+            "Limit of the boot history store's page cache ([events] cache_mib).",
+        );
+        out.sample(
+            "bootgate_event_store_cache_limit_bytes",
+            &[],
+            store.cache_limit_bytes,
+        );
         out.text
     }
 }
@@ -349,7 +387,7 @@ mod tests {
             Outcome::Failed,
             Some("revoked"),
         )));
-        let text = m.render(&RecorderStats::default(), (2, 1));
+        let text = m.render(&RecorderStats::default(), Usage::default(), (2, 1));
         drop(conn);
         for line in [
             "# TYPE bootgate_requests_total counter",
@@ -370,7 +408,7 @@ mod tests {
         }
         assert!(text.ends_with('\n'));
         assert_eq!(
-            m.render(&RecorderStats::default(), (0, 0))
+            m.render(&RecorderStats::default(), Usage::default(), (0, 0))
                 .lines()
                 .find(|l| l.starts_with("bootgate_connections_open")),
             Some("bootgate_connections_open 0")

@@ -32,7 +32,7 @@ impl Telemetry {
     pub fn open(dir: &DataDir, config: &EventsConfig) -> Result<Self> {
         let path = dir.events_db_path();
         let store = Arc::new(
-            Store::open(&path, STORE_OPEN_WAIT)
+            Store::open(&path, STORE_OPEN_WAIT, config.cache_bytes())
                 .with_context(|| format!("opening the boot history {}", path.display()))?,
         );
         let metrics = Arc::new(Metrics::default());

@@ -15,6 +15,7 @@ pub mod page;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::Result;
 use axum::Router;
@@ -31,7 +32,7 @@ use crate::events::reader::AdminInfo;
 use crate::events::store::Reader;
 use crate::events::{EventQuery, Timestamp};
 use crate::fsutil;
-use page::{MachineRow, PageInfo};
+use page::{MachineRow, PageInfo, Unrecorded};
 
 /// Boots shown on a machine's page, and the API's default.
 const BOOTS_SHOWN: usize = 10;
@@ -133,6 +134,7 @@ async fn metrics(State(admin): State<Admin>) -> Response {
     let revoked = index.iter().filter(|m| m.is_revoked()).count();
     let text = admin.telemetry.metrics.render(
         admin.telemetry.recorder.stats(),
+        admin.telemetry.store.usage(),
         (index.len() - revoked, revoked),
     );
     (
@@ -146,10 +148,17 @@ async fn metrics(State(admin): State<Admin>) -> Response {
 }
 
 fn page_info(admin: &Admin, events: u64) -> PageInfo {
+    let stats = admin.telemetry.recorder.stats();
     PageInfo {
         public_url: admin.app.public_url.clone(),
         started: admin.telemetry.started,
         events,
+        unrecorded: Unrecorded {
+            dropped: stats.dropped.load(Ordering::Relaxed),
+            lost: stats.lost.load(Ordering::Relaxed),
+            last_failure: stats.last_failure(),
+            read_error: None,
+        },
     }
 }
 
@@ -170,9 +179,11 @@ async fn status_page(State(admin): State<Admin>) -> Response {
         Ok((seen, failures, r.event_count()?))
     })
     .await;
-    let (seen, failures, count) = match history {
-        Ok(h) => h,
-        Err(err) => return failure(err),
+    // Machines are listed even when the history cannot be read (a full
+    // disk): the page says why their history is missing.
+    let (seen, failures, count, read_error) = match history {
+        Ok((seen, failures, count)) => (seen, failures, count, None),
+        Err(err) => (Vec::new(), Vec::new(), 0, Some(format!("{err:#}"))),
     };
     let index = admin.app.machines.current();
     let mut machines: Vec<_> = index.iter().collect();
@@ -187,12 +198,9 @@ async fn status_page(State(admin): State<Admin>) -> Response {
             seen: seen.iter().find(|s| s.machine == m.name.as_ref()),
         })
         .collect();
-    html(page::status_page(
-        Timestamp::now(),
-        &page_info(&admin, count),
-        &rows,
-        &failures,
-    ))
+    let mut info = page_info(&admin, count);
+    info.unrecorded.read_error = read_error;
+    html(page::status_page(Timestamp::now(), &info, &rows, &failures))
 }
 
 async fn machine_page(State(admin): State<Admin>, Path(name): Path<String>) -> Response {

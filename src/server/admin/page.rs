@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::events::duration::{ago, bytes, short};
+use crate::events::writer::WriteFailure;
 use crate::events::{Boot, BootDetail, Event, Kind, MachineSeen, Outcome, Timestamp};
 
 /// Escapes text for HTML content and attribute values.
@@ -30,6 +31,58 @@ pub struct PageInfo {
     pub public_url: String,
     pub started: Timestamp,
     pub events: u64,
+    pub unrecorded: Unrecorded,
+}
+
+/// What the boot history could not record since the server started.
+#[derive(Debug, Default)]
+pub struct Unrecorded {
+    /// Events dropped because the writer was behind.
+    pub dropped: u64,
+    /// Events lost in failed writes.
+    pub lost: u64,
+    pub last_failure: Option<WriteFailure>,
+    /// Why the history could not be read for this page.
+    pub read_error: Option<String>,
+}
+
+fn unrecorded_notice(out: &mut String, u: &Unrecorded, now: Timestamp) {
+    let mut lines = Vec::new();
+    if u.dropped > 0 {
+        lines.push(format!(
+            "{} events were not recorded since the server started: the history writer was behind.",
+            u.dropped
+        ));
+    }
+    if let Some(f) = &u.last_failure {
+        let state = match f.recovered {
+            Some(at) => format!("writing works again since {}.", esc(&ago(now.since(at)))),
+            None => "writing still fails; machines are served all the same. \
+                     Check the free space of the data directory."
+                .into(),
+        };
+        lines.push(format!(
+            "{} events were lost in failed writes to the history; the last failure, {}: \
+             <span class=\"mono\">{}</span>; {state}",
+            u.lost,
+            esc(&ago(now.since(f.at))),
+            esc(&f.error)
+        ));
+    }
+    if let Some(err) = &u.read_error {
+        lines.push(format!(
+            "The history cannot be read now: <span class=\"mono\">{}</span>",
+            esc(err)
+        ));
+    }
+    if lines.is_empty() {
+        return;
+    }
+    out.push_str("<div class=\"notice\">");
+    for line in lines {
+        let _ = write!(out, "<p>{line}</p>");
+    }
+    out.push_str("</div>");
 }
 
 /// An enrolled machine and what the history knows of it.
@@ -92,6 +145,7 @@ fn head(out: &mut String, title: &str, info: &PageInfo, now: Timestamp) {
         up = esc(&short(now.since(info.started))),
         events = info.events,
     );
+    unrecorded_notice(out, &info.unrecorded, now);
 }
 
 const STYLE: &str = "\
@@ -116,6 +170,7 @@ a{color:#1f5fbf;text-decoration:none}a:hover{text-decoration:underline}\
 .muted{color:#7a8896}.empty{padding:14px;color:#7a8896;background:#fff;border:1px solid #dde3ea}\
 dl{display:grid;grid-template-columns:max-content auto;gap:4px 18px;background:#fff;border:1px solid #dde3ea;padding:12px 16px;margin:0}\
 dt{color:#5b6b7c}dd{margin:0}\
+.notice{background:#fff1cc;border:1px solid #e8c96a;color:#5c3f00;border-radius:6px;padding:2px 16px;margin-top:16px}\
 .boot{margin-top:18px}.boot h3{font-size:14px;margin:0 0 6px;font-weight:600}";
 
 fn foot(out: &mut String, now: Timestamp) {
@@ -416,6 +471,7 @@ mod tests {
             public_url: "https://boot.example.com".into(),
             started: Timestamp::from_micros(1_700_000_000_000_000),
             events: 3,
+            unrecorded: Unrecorded::default(),
         }
     }
 
@@ -501,5 +557,31 @@ mod tests {
         let page = machine_page(now, &info(), &rows[0], &[detail]);
         assert!(page.contains("<span class=\"badge warn\">script-only</span>"));
         assert!(page.contains("mac <span class=\"mono\">52:54:00:12:34:56</span>"));
+    }
+
+    #[test]
+    fn says_what_the_history_could_not_record() {
+        let now = Timestamp::from_micros(1_700_000_100_000_000);
+        assert!(!status_page(now, &info(), &[], &[]).contains("class=\"notice\""));
+        let mut failing = info();
+        failing.unrecorded = Unrecorded {
+            dropped: 7,
+            lost: 40,
+            last_failure: Some(WriteFailure {
+                at: Timestamp::from_micros(1_700_000_040_000_000),
+                error: "No space left on device <os error 28>".into(),
+                recovered: None,
+            }),
+            read_error: None,
+        };
+        let page = status_page(now, &failing, &[], &[]);
+        assert!(page.contains("7 events were not recorded"), "{page}");
+        assert!(page.contains("40 events were lost"), "{page}");
+        assert!(page.contains("No space left on device &lt;os error 28&gt;"));
+        assert!(page.contains("writing still fails"));
+        failing.unrecorded.last_failure.as_mut().unwrap().recovered =
+            Some(Timestamp::from_micros(1_700_000_070_000_000));
+        let page = status_page(now, &failing, &[], &[]);
+        assert!(page.contains("writing works again since 30s ago"), "{page}");
     }
 }
