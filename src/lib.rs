@@ -20,6 +20,7 @@ pub mod image;
 pub mod logging;
 pub mod machines;
 pub mod names;
+pub mod notify;
 pub mod permcheck;
 pub mod profiles;
 pub mod registry;

@@ -1,14 +1,108 @@
-//! Log output: human-readable lines on stderr, filtered by `BOOTGATE_LOG`
-//! (same syntax as `RUST_LOG`; default `info`). rustls is kept to errors by
-//! default: it warns on every iPXE connection, which sends an IP address as
-//! the TLS server name.
+//! Log output on stderr, filtered by `BOOTGATE_LOG` (same syntax as
+//! `RUST_LOG`; default `info`). rustls is kept to errors by default: it warns
+//! on every iPXE connection, which sends an IP address as the TLS server name.
+//!
+//! Three shapes: human-readable lines with a timestamp (a terminal or a file);
+//! the same lines without the timestamp and with a `<N>` syslog priority
+//! prefix when stderr is the systemd journal (`$JOURNAL_STREAM` names it), so
+//! journald keeps each line's level and adds its own time; or one JSON object
+//! per line (`--log-format json`) for log shippers.
 
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people (the journal gets them with priority prefixes).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logs as human-readable text (see [`init_with`]).
 pub fn init() {
+    init_with(LogFormat::Text);
+}
+
+pub fn init_with(format: LogFormat) {
+    init_to(format, stderr_is_journal(), std::io::stderr);
+}
+
+fn init_to<W>(format: LogFormat, journal: bool, writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_from_env("BOOTGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(writer);
+    let _ = match (format, journal) {
+        (LogFormat::Json, _) => builder.json().try_init(),
+        (LogFormat::Text, true) => builder
+            .with_ansi(false)
+            .event_format(JournalPriority(format::format().without_time()))
+            .try_init(),
+        (LogFormat::Text, false) => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
+}
+
+/// Whether stderr is the stream systemd connected to the journal: its
+/// device and inode match `$JOURNAL_STREAM` (`DEV:INO`).
+fn stderr_is_journal() -> bool {
+    let Some(expected) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(stat) = rustix::fs::fstat(std::io::stderr()) else {
+        return false;
+    };
+    expected.to_str() == Some(&format!("{}:{}", stat.st_dev, stat.st_ino))
+}
+
+/// Prefixes each line with its syslog priority, as journald reads it.
+struct JournalPriority<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for JournalPriority<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        write!(writer, "<{}>", syslog_priority(*event.metadata().level()))?;
+        self.0.format_event(ctx, writer, event)
+    }
+}
+
+fn syslog_priority(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_map_to_syslog_priorities() {
+        assert_eq!(syslog_priority(Level::ERROR), 3);
+        assert_eq!(syslog_priority(Level::WARN), 4);
+        assert_eq!(syslog_priority(Level::INFO), 6);
+        assert_eq!(syslog_priority(Level::TRACE), 7);
+    }
 }

@@ -4,6 +4,7 @@
 mod asset;
 mod boot_try;
 mod events;
+mod generate;
 pub mod image;
 mod init;
 mod machine;
@@ -59,6 +60,9 @@ pub enum Command {
     /// Per-machine S3 scratch space (see `[scratch]` in bootgate.toml).
     #[command(subcommand)]
     Scratch(scratch::ScratchCommand),
+    /// Write the man pages and shell completions (for packaging).
+    #[command(name = "generate-docs", hide = true)]
+    GenerateDocs(generate::GenerateArgs),
 }
 
 /// Arguments of a `list` subcommand that has nothing but `--json`.
@@ -82,6 +86,7 @@ impl Cli {
             Command::Asset(cmd) => asset::run(&dir, cmd),
             Command::Events(args) => events::run(&dir, args),
             Command::Scratch(cmd) => scratch::run(&dir, cmd),
+            Command::GenerateDocs(args) => generate::run(args),
         }
     }
 }

@@ -1,13 +1,16 @@
 //! `bootgate serve`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::config::{AdminListen, Config};
 use crate::datadir::DataDir;
-use crate::server::Server;
+use crate::logging::LogFormat;
+use crate::notify;
+use crate::server::{Reloader, Server};
 use crate::setup::{self, CaSource, InitOptions, ServerCertSource};
 
 #[derive(Debug, Args)]
@@ -21,13 +24,17 @@ pub struct ServeArgs {
     /// management network.
     #[arg(long, value_name = "ADDR|off")]
     admin_listen: Option<AdminListen>,
+    /// Log lines as text (with syslog priorities when stderr is the journal)
+    /// or as one JSON object per line.
+    #[arg(long, value_enum, env = "BOOTGATE_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 /// Where a first `bootgate serve` without a data directory listens.
 const FIRST_RUN_LISTEN: &str = "127.0.0.1:8443";
 
 pub fn run(dir: &DataDir, args: ServeArgs) -> Result<()> {
-    crate::logging::init();
+    crate::logging::init_with(args.log_format);
     if !dir.is_initialised() && !dir.root().exists() {
         let opts = InitOptions {
             server_names: vec!["localhost".into(), "127.0.0.1".into()],
@@ -66,13 +73,14 @@ pub fn run(dir: &DataDir, args: ServeArgs) -> Result<()> {
                     })?,
             ),
         };
-        tracing::info!(
+        let status = format!(
             "serving {} machine(s) from {} on https://{} (public URL {})",
             server.machine_count(),
             dir.root().display(),
             listener.local_addr()?,
             server.public_url()
         );
+        tracing::info!("{status}");
         let _announced = match &admin {
             Some(admin) => {
                 let addr = admin.local_addr()?;
@@ -90,8 +98,45 @@ pub fn run(dir: &DataDir, args: ServeArgs) -> Result<()> {
                 None
             }
         };
+        // Before telling the service manager: a reload request must never
+        // meet the default SIGHUP action, which ends the process.
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing a SIGHUP handler")?;
+        tokio::spawn(reload_on_hangup(hangup, server.reloader(), status.clone()));
+        // The listener is bound and the TLS settings are loaded: connections
+        // queue from here and are handshaken as soon as `run` accepts them.
+        warn_unless_sent(notify::ready(&status));
         server.run(listener, admin, shutdown_signal()).await
     })
+}
+
+/// Reloads `bootgate.toml` on every SIGHUP, telling the service manager when
+/// the reload begins and ends.
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    reloader: Arc<Reloader>,
+    status: String,
+) {
+    while hangup.recv().await.is_some() {
+        warn_unless_sent(notify::reloading());
+        let reloading = reloader.clone();
+        match tokio::task::spawn_blocking(move || reloading.reload()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::error!(
+                    "reloading the configuration failed, keeping the settings in force: {err:#}"
+                )
+            }
+            Err(err) => tracing::error!("reloading the configuration failed: {err}"),
+        }
+        warn_unless_sent(notify::ready(&status));
+    }
+}
+
+fn warn_unless_sent(sent: Result<()>) {
+    if let Err(err) = sent {
+        tracing::warn!("{err:#}");
+    }
 }
 
 async fn shutdown_signal() {
@@ -102,4 +147,5 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+    warn_unless_sent(notify::stopping());
 }

@@ -21,6 +21,7 @@ mod identity;
 mod metrics;
 mod paths;
 mod record;
+mod reload;
 mod resolve;
 mod routes;
 mod scratch;
@@ -33,6 +34,7 @@ mod verifier;
 pub use admin::announce as announce_admin;
 pub use boot::{VARS_FILE, parse_vars};
 pub use identity::Peer;
+pub use reload::Reloader;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,6 +63,7 @@ pub struct Server {
     state: Arc<state::AppState>,
     tls: TlsAcceptor,
     telemetry: Arc<Telemetry>,
+    reloader: Arc<Reloader>,
 }
 
 impl Server {
@@ -69,13 +72,20 @@ impl Server {
     pub fn new(dir: DataDir, config: Config) -> Result<Self> {
         let tls = TlsAcceptor::from(tls::server_config(&dir)?);
         let events = config.events.clone();
-        let state = Arc::new(state::AppState::new(dir.clone(), config)?);
+        let state = Arc::new(state::AppState::new(dir.clone(), config.clone())?);
         let telemetry = Arc::new(Telemetry::open(&dir, &events)?);
+        let reloader = Arc::new(Reloader::new(state.clone(), config));
         Ok(Self {
             state,
             tls,
             telemetry,
+            reloader,
         })
+    }
+
+    /// What applies a changed `bootgate.toml` while the server runs.
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
     }
 
     pub fn public_url(&self) -> &str {

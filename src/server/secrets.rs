@@ -6,6 +6,7 @@
 //! is refused and the token stays valid for its owner.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,16 +52,26 @@ struct Entry {
 }
 
 pub struct SecretStore {
-    ttl: Duration,
+    /// The TTL in milliseconds; a configuration reload changes it for every
+    /// token, minted before or after.
+    ttl_millis: AtomicU64,
     tokens: Mutex<HashMap<String, Entry>>,
 }
 
 impl SecretStore {
     pub fn new(ttl: Duration) -> Self {
         Self {
-            ttl,
+            ttl_millis: AtomicU64::new(millis(ttl)),
             tokens: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_millis.load(Ordering::Relaxed))
+    }
+
+    pub fn set_ttl(&self, ttl: Duration) {
+        self.ttl_millis.store(millis(ttl), Ordering::Relaxed);
     }
 
     /// Mints a fresh token: 256 random bits, hex.
@@ -68,9 +79,9 @@ impl SecretStore {
         let mut bytes = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let token = hex::encode(bytes);
-        let now = Instant::now();
+        let (now, ttl) = (Instant::now(), self.ttl());
         let mut tokens = self.tokens.lock().expect("secrets lock");
-        tokens.retain(|_, e| now.duration_since(e.minted) < self.ttl);
+        tokens.retain(|_, e| now.duration_since(e.minted) < ttl);
         let mut mine: Vec<(Instant, String)> = tokens
             .iter()
             .filter(|(_, e)| e.grant.fingerprint == grant.fingerprint)
@@ -94,7 +105,7 @@ impl SecretStore {
         let Some(entry) = tokens.get(token) else {
             return Redemption::Unknown;
         };
-        if entry.minted.elapsed() >= self.ttl {
+        if entry.minted.elapsed() >= self.ttl() {
             tokens.remove(token);
             return Redemption::Unknown;
         }
@@ -108,6 +119,10 @@ impl SecretStore {
         let entry = tokens.remove(token).expect("token present");
         Redemption::Granted(entry.grant)
     }
+}
+
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -151,6 +166,16 @@ mod tests {
         let token = store.mint(grant("a"));
         std::thread::sleep(Duration::from_millis(5));
         assert!(store.redeem(&token, None).granted().is_none());
+    }
+
+    #[test]
+    fn a_shorter_ttl_applies_to_live_tokens() {
+        let store = SecretStore::new(Duration::from_secs(60));
+        let token = store.mint(grant("a"));
+        store.set_ttl(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(store.redeem(&token, None).granted().is_none());
+        assert_eq!(store.ttl(), Duration::from_millis(1));
     }
 
     #[test]
