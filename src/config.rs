@@ -42,6 +42,9 @@ pub struct Config {
     /// instead of the data directory; see docs/git.md.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git: Option<GitConfig>,
+    /// Per-machine scratch space on an object store; off without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<crate::scratch::ScratchConfig>,
 }
 
 /// `[git]` in bootgate.toml: where the boot configuration comes from.
@@ -213,6 +216,7 @@ impl Config {
             legacy_tls: false,
             events: EventsConfig::default(),
             git: None,
+            scratch: None,
         }
     }
 
@@ -264,6 +268,9 @@ impl Config {
             if git.poll_secs == Some(0) || git.timeout_secs == 0 || git.max_file_mib == 0 {
                 bail!("[git] poll_secs, timeout_secs and max_file_mib must be at least 1");
             }
+        }
+        if let Some(scratch) = &self.scratch {
+            scratch.validate()?;
         }
         Ok(())
     }

@@ -25,6 +25,7 @@ pub mod notify;
 pub mod permcheck;
 pub mod profiles;
 pub mod registry;
+pub mod scratch;
 pub mod server;
 pub mod setup;
 pub mod statefile;

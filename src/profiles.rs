@@ -25,6 +25,7 @@ use crate::registry::Registry;
 /// A profile's script and variables, beside its files.
 pub const SCRIPT_FILE: &str = "boot.ipxe";
 pub const VARS_FILE: &str = "vars.toml";
+pub const SECRETS_FILE: &str = "secrets";
 
 /// One `NAME=VALUE` for a profile's `vars.toml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +72,9 @@ pub struct CreateOptions {
     pub vars: Vec<VarAssignment>,
     /// Rewrite an existing profile's script (and vars, if given).
     pub replace: bool,
+    /// Written to `secrets` (a template, served once through `$secrets_url`);
+    /// with `replace` and none, the file is kept.
+    pub secrets: Option<String>,
 }
 
 pub struct Created {
@@ -125,6 +129,9 @@ pub fn create(dir: &DataDir, name: &ProfileName, opts: CreateOptions) -> Result<
         if let Some(text) = &vars_text {
             fsutil::write_atomic(&folder.join(VARS_FILE), text.as_bytes(), fsutil::PUBLIC)?;
         }
+        if let Some(text) = &opts.secrets {
+            fsutil::write_atomic(&folder.join(SECRETS_FILE), text.as_bytes(), fsutil::PUBLIC)?;
+        }
     } else {
         let parent = dir.profiles_dir();
         fsutil::create_dir(&parent)?;
@@ -140,6 +147,13 @@ pub fn create(dir: &DataDir, name: &ProfileName, opts: CreateOptions) -> Result<
         if let Some(text) = &vars_text {
             fsutil::write_atomic(
                 &staging.path().join(VARS_FILE),
+                text.as_bytes(),
+                fsutil::PUBLIC,
+            )?;
+        }
+        if let Some(text) = &opts.secrets {
+            fsutil::write_atomic(
+                &staging.path().join(SECRETS_FILE),
                 text.as_bytes(),
                 fsutil::PUBLIC,
             )?;

@@ -4,4 +4,5 @@
 pub mod autoexec;
 pub mod b2c;
 pub mod refs;
+pub mod scratch_volume;
 pub mod template;

@@ -177,6 +177,21 @@ pub fn run(dir: &DataDir, cmd: MachineCommand) -> Result<()> {
             };
             let view = View::of(machine, seen.as_ref());
             let unprovided = crate::server::unprovided_variables(&dir, machine)?;
+            let scratch = match super::scratch::status(&dir, machine) {
+                Ok(status) => status,
+                Err(err) => {
+                    eprintln!("warning: scratch space unavailable: {err:#}");
+                    None
+                }
+            };
+            let secret_in_script = super::scratch::script_holds_secret(&dir, machine);
+            if let Some(path) = &secret_in_script {
+                eprintln!(
+                    "warning: {} puts $s3_access_key in the boot script itself, which iPXE shows and logs; \
+                     move it to `secrets` and pass $secrets_url",
+                    path.display()
+                );
+            }
             if args.json {
                 let shown = Shown {
                     view,
@@ -186,11 +201,16 @@ pub fn run(dir: &DataDir, cmd: MachineCommand) -> Result<()> {
                         .map(|(_, names)| names.as_slice())
                         .unwrap_or_default(),
                     boots,
+                    scratch,
+                    secret_in_script: secret_in_script.is_some(),
                 };
                 println!("{}", serde_json::to_string_pretty(&shown)?);
             } else {
                 print_details(&dir, &view);
                 print_script(unprovided.as_ref());
+                if let Some(status) = &scratch {
+                    print_scratch(status);
+                }
                 print_boots(&boots)?;
             }
         }
@@ -224,6 +244,18 @@ pub fn run(dir: &DataDir, cmd: MachineCommand) -> Result<()> {
                 );
             } else {
                 eprintln!("{} was already revoked", args.name);
+            }
+            let registry = Registry::load(&dir)?;
+            let machine = registry.require(&args.name)?;
+            match super::scratch::revoke_keys(&dir, machine) {
+                Ok(Some(n)) => eprintln!("deleted {n} scratch key(s) of {}", args.name),
+                Ok(None) => {}
+                Err(err) => anyhow::bail!(
+                    "{} is revoked, but its scratch key could not be deleted: {err:#}; \
+                     run `bootgate machine revoke {}` again once the object store answers",
+                    args.name,
+                    args.name
+                ),
             }
         }
     }
@@ -260,6 +292,31 @@ struct Shown<'a> {
     /// Names it uses that nothing provides; they stay in it as written.
     unprovided_variables: &'a [String],
     boots: Vec<BootDetail>,
+    /// The machine's scratch space, when `[scratch]` is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scratch: Option<crate::scratch::Status>,
+    /// Its boot script renders the secret key into itself.
+    secret_in_script: bool,
+}
+
+fn print_scratch(s: &crate::scratch::Status) {
+    let bucket = if s.exists {
+        s.bucket.clone()
+    } else {
+        format!("{} (not created yet: made at its next boot)", s.bucket)
+    };
+    println!("scratch:     bucket {bucket}");
+    let keys = if s.key_ids.is_empty() {
+        "-".to_string()
+    } else {
+        s.key_ids.join(", ")
+    };
+    println!("  key id:    {keys}");
+    match (s.bytes, s.objects) {
+        (Some(bytes), Some(objects)) => println!("  stored:    {bytes} bytes in {objects} objects"),
+        (Some(bytes), None) => println!("  stored:    {bytes} bytes"),
+        _ => println!("  stored:    (not reported by the store)"),
+    }
 }
 
 fn history(dir: &DataDir, source: &SourceArgs) -> Result<History> {

@@ -10,6 +10,7 @@ pub mod image;
 mod init;
 mod machine;
 mod profile;
+mod scratch;
 mod serve;
 
 use std::path::PathBuf;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Boot configuration from git: sync, status, log, pin and unpin.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Per-machine S3 scratch space (see `[scratch]` in bootgate.toml).
+    #[command(subcommand)]
+    Scratch(scratch::ScratchCommand),
     /// Write the man pages and shell completions (for packaging).
     #[command(name = "generate-docs", hide = true)]
     GenerateDocs(generate::GenerateArgs),
@@ -86,6 +90,7 @@ impl Cli {
             Command::Asset(cmd) => asset::run(&dir, cmd),
             Command::Events(args) => events::run(&dir, args),
             Command::Config(cmd) => config::run(&dir, cmd),
+            Command::Scratch(cmd) => scratch::run(&dir, cmd),
             Command::GenerateDocs(args) => generate::run(args),
         }
     }

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{ArgAction, ArgGroup, Args, Subcommand};
 
 use crate::bootcfg::b2c::{B2cConfig, B2cParam, CacheDevice, CmdlineValue, NtpPeer, RawCmdline};
+use crate::bootcfg::scratch_volume::ScratchVolume;
 use crate::datadir::DataDir;
 use crate::names::{AssetName, ProfileName};
 use crate::profiles::{self, CreateOptions, Script, Source, VarAssignment};
@@ -87,6 +88,12 @@ pub struct CreateArgs {
     /// one-time `secrets` as more parameters, keeping credentials out of the script.
     #[arg(long, requires = "b2c")]
     secrets_args: bool,
+    /// A boot2container volume NAME mirrored to the machine's scratch bucket
+    /// (`[scratch]` in bootgate.toml). OPTIONS are setup_volume's, comma
+    /// separated (default: pull_on=pipeline_start,push_on=changes,overwrite,preserve,remove).
+    /// Writes the profile's `secrets` and implies --secrets-args.
+    #[arg(long, value_name = "NAME[:OPTIONS]", requires = "b2c")]
+    scratch_volume: Option<ScratchVolume>,
     /// Extra kernel command-line text, e.g. 'console=ttyAMA0,115200' (repeatable).
     #[arg(
         long,
@@ -206,11 +213,13 @@ fn create(dir: &DataDir, args: CreateArgs) -> Result<()> {
                     B2cArg::Generator => None,
                 })
                 .collect(),
-            secrets_args: args.secrets_args,
+            secrets_args: args.secrets_args || args.scratch_volume.is_some(),
             cmdline: args.cmdline,
         }),
     };
+    let secrets = args.scratch_volume.as_ref().map(ScratchVolume::secrets);
     let opts = CreateOptions {
+        secrets,
         script,
         vars: args.vars,
         replace: args.replace,

@@ -31,6 +31,7 @@ mod record;
 mod reload;
 pub(crate) mod resolve;
 mod routes;
+mod scratch;
 mod secrets;
 mod state;
 mod telemetry;
@@ -356,4 +357,16 @@ where
         .serve_connection(io, service)
         .await
         .context("serving HTTP")
+}
+
+/// The boot script a machine gets (its own, its profile's or the default),
+/// if any exists.
+pub fn boot_script_of(
+    dir: &DataDir,
+    machine: &crate::registry::Machine,
+) -> Option<std::path::PathBuf> {
+    resolve::Roots::of(dir, machine)
+        .scripts()
+        .into_iter()
+        .find(|path| path.is_file())
 }

@@ -12,10 +12,11 @@ use axum::routing::get;
 use http::header;
 
 use super::boot;
-use super::error::{Refusal, internal};
+use super::error::{Refusal, Refused as RefusedReason, internal};
 use super::identity::{Peer, Served};
 use super::paths;
 use super::resolve::{self, Roots};
+use super::scratch;
 use super::secrets::{Grant, Redemption};
 use super::state::AppState;
 use crate::bootcfg::template::{self, Vars};
@@ -94,11 +95,11 @@ async fn boot_script(
         Ok(machine) => machine,
         Err(refused) => return refused.into_response(),
     };
-    let result = render_boot_script(&state, &machine, &query);
+    let result = render_boot_script(&state, &machine, &query).await;
     for_machine(&machine, result)
 }
 
-fn render_boot_script(
+async fn render_boot_script(
     state: &AppState,
     machine: &Machine,
     query: &HashMap<String, String>,
@@ -121,6 +122,7 @@ fn render_boot_script(
         boot::nginx_serial(&machine.serial),
     );
     vars.insert("server_url".into(), state.public_url.clone());
+    let scratch = scratch::provide(state, machine, &roots, &text, &mut vars).await?;
     if template::referenced_names(&text).contains(&"secrets_url") {
         let token = state.secrets.mint(Grant {
             fingerprint: Arc::from(machine.fingerprint.as_str()),
@@ -131,11 +133,17 @@ fn render_boot_script(
             format!("{}/secrets/{token}", state.public_url),
         );
     }
-    Ok(script_response(template::safe_substitute(&text, &vars)))
+    let mut response = script_response(template::safe_substitute(&text, &vars));
+    if scratch == scratch::Outcome::Unavailable {
+        response
+            .extensions_mut()
+            .insert(RefusedReason(scratch::UNAVAILABLE));
+    }
+    Ok(response)
 }
 
 /// The first of `candidates` that exists, through the server's file cache.
-fn first_script(
+pub(super) fn first_script(
     state: &AppState,
     candidates: &[std::path::PathBuf],
 ) -> Result<Option<Arc<String>>, Refusal> {

@@ -19,12 +19,14 @@ use crate::bootcfg::template::Vars;
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::registry::{Machine, Registry};
+use crate::scratch::Scratch;
+use anyhow::Context as _;
 
 pub struct AppState {
     pub dir: DataDir,
     pub public_url: String,
     pub config: Config,
-    pub machines: MachineIndex,
+    pub machines: Arc<MachineIndex>,
     /// Where `files/` and `profiles/` are served from.
     pub tree: LiveTree,
     pub assets: AssetCache,
@@ -32,12 +34,20 @@ pub struct AppState {
     /// Boot scripts and `vars.toml` files, re-read only when they change.
     pub scripts: FileCache<String>,
     pub vars: FileCache<Vars>,
+    /// Per-machine scratch space, when `[scratch]` is configured.
+    pub scratch: Option<Arc<Scratch>>,
 }
 
 impl AppState {
     pub fn new(dir: DataDir, config: Config) -> anyhow::Result<Self> {
-        let machines = MachineIndex::load(&dir)?;
+        let machines = Arc::new(MachineIndex::load(&dir)?);
         let assets = AssetCache::load(&dir)?;
+        let scratch = match &config.scratch {
+            Some(settings) => Some(Arc::new(
+                Scratch::from_config(settings).context("setting up [scratch]")?,
+            )),
+            None => None,
+        };
         Ok(Self {
             tree: LiveTree::load(&dir)?,
             public_url: config.public_url(),
@@ -48,6 +58,7 @@ impl AppState {
             assets,
             dir,
             config,
+            scratch,
         })
     }
 }
