@@ -358,7 +358,7 @@ fn a_store_down_or_hanging_still_gets_the_script_served() {
 
 #[test]
 fn boot2container_reads_the_rendered_secrets() {
-    let init = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/boot2container/init.sh");
+    let init = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/boot2container/init.sh");
     assert!(init.is_file(), "{} is missing", init.display());
 
     let env = Env::new();
