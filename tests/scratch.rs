@@ -397,9 +397,12 @@ fn boot2container_reads_the_rendered_secrets() {
         setup_volumes || echo SETUP_FAILED
         printf 'START=%b\n' "$B2C_HOOK_PIPELINE_START"
     "#;
+    // Run from a file, as init.sh itself is: under `bash -c`, `$-` holds
+    // `c`, and init.sh's `set "-$prev_shell_config"` would then fail.
+    let harness_file = work.join("harness.sh");
+    std::fs::write(&harness_file, harness).unwrap();
     let out = Command::new("bash")
-        .arg("-c")
-        .arg(harness)
+        .arg(&harness_file)
         .env("INIT", &init)
         .env("WORK", &work)
         .output()
