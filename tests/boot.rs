@@ -10,6 +10,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::Duration;
 
 use support::*;
 
@@ -144,16 +145,12 @@ fn last_boot(
     done: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
     let mut boot = serde_json::Value::Null;
-    wait_until(
-        "the boot history",
-        std::time::Duration::from_secs(10),
-        || {
-            let shown = env.ok(&["machine", "show", name, "--json", "--boots", "1"]);
-            let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
-            boot = shown["boots"][0].clone();
-            done(&boot)
-        },
-    );
+    wait_until("the boot history", Duration::from_secs(10), || {
+        let shown = env.ok(&["machine", "show", name, "--json", "--boots", "1"]);
+        let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        boot = shown["boots"][0].clone();
+        done(&boot)
+    });
     boot
 }
 
@@ -656,7 +653,7 @@ fn without_the_ca_variable_tls_fails() {
     let mut refused: Vec<serde_json::Value> = Vec::new();
     wait_until(
         "a failed handshake in the history",
-        std::time::Duration::from_secs(10),
+        Duration::from_secs(10),
         || {
             events = env.ok(&["events", "--json"]);
             refused = events
@@ -674,5 +671,60 @@ fn without_the_ca_variable_tls_fails() {
     assert!(
         refused.iter().all(|e| e["reason"] == "client-hung-up"),
         "{events}"
+    );
+}
+
+/// The emulator's process id: the one child of `bootgate try`.
+fn emulator_of(try_pid: u32) -> Option<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{try_pid}/task")).ok()?;
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .next()
+}
+
+#[test]
+fn killing_bootgate_try_stops_its_emulator() {
+    let env = qemu_env();
+    env.add_machine("gw-kill");
+    let image = build_image(&env, "gw-kill", "x86_64-efi");
+    let mut child = env
+        .command(&[
+            "try",
+            image.to_str().unwrap(),
+            "--platform",
+            "x86_64-efi",
+            "--quiet",
+            "--timeout",
+            "300",
+        ])
+        .env("BOOTGATE_ASSETS", cache().join("assets"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut emulator = None;
+    wait_until("bootgate try starts QEMU", Duration::from_secs(60), || {
+        emulator = emulator_of(child.id());
+        emulator.is_some()
+    });
+    let emulator = emulator.unwrap();
+    // SIGKILL: no destructor of `bootgate try` runs.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until(
+        "the emulator goes with bootgate try",
+        Duration::from_secs(30),
+        || {
+            // Gone, or a zombie waiting for its new parent to reap it.
+            std::fs::read_to_string(format!("/proc/{emulator}/stat"))
+                .map(|s| s.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
+                .unwrap_or(true)
+        },
     );
 }

@@ -56,6 +56,21 @@ impl Drop for Guest {
     }
 }
 
+/// Makes the emulator die with the thread that starts it, even when this
+/// process is killed with SIGKILL (no `Drop` runs then): an emulator left
+/// behind would keep a core busy for as long as the machine is up.
+fn die_with_this_thread(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // makes one system call (prctl), which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
 /// Boots and watches until success, a recognised failure, or the timeout.
 pub fn boot(run: Run) -> Result<Outcome> {
     let started = Instant::now();
@@ -63,6 +78,7 @@ pub fn boot(run: Run) -> Result<Outcome> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    die_with_this_thread(&mut cmd);
     let mut guest = Guest(
         cmd.spawn()
             .with_context(|| format!("starting {:?}", cmd.get_program()))?,
