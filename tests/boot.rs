@@ -14,32 +14,6 @@ use std::time::Duration;
 
 use support::*;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cache() -> PathBuf {
-    std::env::var_os("BOOTGATE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".cache"))
-}
-
-fn test_asset(name: &str) -> PathBuf {
-    let path = cache().join("test-assets").join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/fetch-assets (scripts/test does)",
-        path.display()
-    );
-    path
-}
-
-fn logs_dir() -> PathBuf {
-    let dir = repo().join("target/e2e-logs");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// A busybox initramfs whose /init prints the `e2e.*` kernel parameters
 /// after a marker, then powers off.
 fn initramfs(arch: &str, out: &Path) {
@@ -103,7 +77,7 @@ fn build_image(env: &Env, machine: &str, platform: &str) -> PathBuf {
             "--output",
             image.to_str().unwrap(),
         ])
-        .env("BOOTGATE_ASSETS", cache().join("assets"))
+        .env("BOOTGATE_ASSETS", fetched_cache().join("assets"))
         .output()
         .unwrap();
     assert!(
@@ -130,7 +104,7 @@ fn try_boot(env: &Env, name: &str, image: &Path, platform: &str, extra: &[&str])
     args.extend_from_slice(extra);
     let out = env
         .command(&args)
-        .env("BOOTGATE_ASSETS", cache().join("assets"))
+        .env("BOOTGATE_ASSETS", fetched_cache().join("assets"))
         .output()
         .unwrap();
     // What `bootgate try` said (verdict and duration), beside the console.
@@ -395,7 +369,7 @@ fn build_cache() -> PathBuf {
 /// U-Boot `qemu_arm64` with the virtio-net receive fix, built from the same
 /// Debian source version as the stock one (docs/qemu.md).
 fn fixed_uboot() -> PathBuf {
-    let stamp = cache().join("versions");
+    let stamp = fetched_cache().join("versions");
     let versions = std::fs::read_to_string(&stamp).unwrap_or_else(|e| {
         panic!(
             "{}: {e}: run scripts/fetch-assets (scripts/test does)",
@@ -703,7 +677,7 @@ fn killing_bootgate_try_stops_its_emulator() {
             "--timeout",
             "300",
         ])
-        .env("BOOTGATE_ASSETS", cache().join("assets"))
+        .env("BOOTGATE_ASSETS", fetched_cache().join("assets"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

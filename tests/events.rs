@@ -7,7 +7,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -492,12 +491,6 @@ fn without_an_admin_listener_the_cli_says_what_to_do() {
     let dead = format!("http://127.0.0.1:{}", free_port());
     let err = env.fails(&["events", "--admin", &dead]);
     assert!(err.contains("admin listener"), "{err}");
-}
-
-fn logs_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/e2e-logs");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// Runs headless Chromium on `url` with `args` (a screenshot or a DOM dump);

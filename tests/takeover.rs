@@ -21,24 +21,6 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use support::*;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Where `scripts/fetch-assets` put the test kernel and busybox.
-fn test_asset(name: &str) -> PathBuf {
-    let cache = std::env::var_os("BOOTGATE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".cache"));
-    let path = cache.join("test-assets").join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/fetch-assets (scripts/test does)",
-        path.display()
-    );
-    path
-}
-
 /// The gateway `scripts/build-ipxe-2023` built: its folder is named after a
 /// hash of the script, like the script names it.
 fn gateway() -> PathBuf {
@@ -54,12 +36,6 @@ fn gateway() -> PathBuf {
         "{} is missing: run scripts/build-ipxe-2023 (scripts/test does)",
         dir.display()
     );
-    dir
-}
-
-fn logs_dir() -> PathBuf {
-    let dir = repo().join("target/e2e-logs");
-    std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
@@ -226,10 +202,9 @@ fn original_files(env: &Env, fingerprint: &str) {
     .unwrap();
 }
 
-#[test]
-fn a_2023_gateway_boots_from_bootgate_unchanged() {
-    let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
-    enter_private_network();
+/// A takeover of the cached gateway: its CA imported, its certificate
+/// adopted, its original `files/<fingerprint>/` in place.
+fn adopted_gateway() -> (Env, String) {
     let gw = gateway();
     let env = takeover_env(&gw.join("ca.crt"), &gw.join("ca.key"));
     let fp = env
@@ -237,6 +212,14 @@ fn a_2023_gateway_boots_from_bootgate_unchanged() {
         .trim()
         .to_string();
     original_files(&env, &fp);
+    (env, fp)
+}
+
+#[test]
+fn a_2023_gateway_boots_from_bootgate_unchanged() {
+    let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    enter_private_network();
+    let (env, fp) = adopted_gateway();
     let server = env.serve();
     let expect = format!("E2E-INIT: e2e.fp={fp}");
     let out = start_gateway(&env, "takeover-2023", &expect)
@@ -303,13 +286,7 @@ fn gateway_is_refused(env: &Env, name: &str, refused: impl Fn(&serde_json::Value
 fn a_revoked_2023_gateway_gets_nothing() {
     let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
     enter_private_network();
-    let gw = gateway();
-    let env = takeover_env(&gw.join("ca.crt"), &gw.join("ca.key"));
-    let fp = env
-        .ok(&["machine", "adopt", gw.join("gateway.crt").to_str().unwrap()])
-        .trim()
-        .to_string();
-    original_files(&env, &fp);
+    let (env, _) = adopted_gateway();
     env.ok(&["machine", "revoke", "gateway"]);
     gateway_is_refused(&env, "takeover-2023-revoked", |e| {
         e["machine"] == "gateway" && e["reason"] == "revoked" && e["status"] == 403

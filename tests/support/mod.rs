@@ -506,3 +506,34 @@ pub fn read_to_string(mut r: impl Read) -> String {
     r.read_to_string(&mut s).unwrap();
     s
 }
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where `scripts/fetch-assets` puts what it fetches (`$BOOTGATE_CACHE` or
+/// the clone's `.cache/`).
+pub fn fetched_cache() -> PathBuf {
+    std::env::var_os("BOOTGATE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".cache"))
+}
+
+/// A test kernel or busybox that `scripts/fetch-assets` fetched.
+pub fn test_asset(name: &str) -> PathBuf {
+    let path = fetched_cache().join("test-assets").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/fetch-assets (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// Where end-to-end tests keep console and server logs.
+pub fn logs_dir() -> PathBuf {
+    let dir = repo().join("target/e2e-logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
