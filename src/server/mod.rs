@@ -16,6 +16,7 @@ mod admin;
 mod assets;
 mod boot;
 mod error;
+mod file_backed;
 mod file_body;
 mod file_cache;
 mod files;
