@@ -74,33 +74,64 @@ impl FileStamp {
     }
 }
 
-/// Waits until the file clock has moved past `path`'s ctime, so that the
-/// next change of the file is sure to get another one.
+/// Changes that only a full stamp tells apart, for tests.
 #[cfg(test)]
-pub(crate) fn wait_for_the_file_clock(path: &Path) {
+pub(crate) mod testing {
+    use super::*;
+    use std::fs::File;
     use std::io::Write;
-    let ctime = |meta: &Metadata| (meta.ctime(), meta.ctime_nsec());
-    let changed = ctime(&std::fs::metadata(path).unwrap());
-    let mut probe = tempfile::NamedTempFile::new_in(path.parent().unwrap()).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        probe.write_all(b".").unwrap();
-        if ctime(&probe.as_file().metadata().unwrap()) > changed {
-            return;
+
+    /// Waits until the file clock has moved past `path`'s ctime, so that the
+    /// next change of the file is sure to get another one.
+    pub(crate) fn wait_for_the_file_clock(path: &Path) {
+        let ctime = |meta: &Metadata| (meta.ctime(), meta.ctime_nsec());
+        let changed = ctime(&std::fs::metadata(path).unwrap());
+        let mut probe = tempfile::NamedTempFile::new_in(path.parent().unwrap()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            probe.write_all(b".").unwrap();
+            if ctime(&probe.as_file().metadata().unwrap()) > changed {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the file clock does not move"
+            );
+            std::thread::sleep(Duration::from_millis(1));
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the file clock does not move"
-        );
-        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    pub(crate) fn set_mtime(path: &Path, mtime: SystemTime) {
+        let file = File::options().write(true).open(path).unwrap();
+        file.set_modified(mtime).unwrap();
+    }
+
+    /// Writes `text` over the file's bytes (same inode), then puts `mtime`
+    /// back, as `cp -p` would.
+    pub(crate) fn rewrite_in_place(path: &Path, text: &str, mtime: SystemTime) {
+        let mut file = File::options()
+            .write(true)
+            .truncate(true)
+            .open(path)
+            .unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        file.set_modified(mtime).unwrap();
+    }
+
+    /// Replaces the file with a new one holding `text` and dated `mtime`, as
+    /// `rsync -t` would.
+    pub(crate) fn rename_over(path: &Path, text: &str, mtime: SystemTime) {
+        let copy = path.with_extension("new");
+        std::fs::write(&copy, text).unwrap();
+        set_mtime(&copy, mtime);
+        std::fs::rename(&copy, path).unwrap();
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::testing::*;
     use super::*;
-    use std::fs::File;
-    use std::io::Write;
 
     fn stamp(path: &Path) -> FileStamp {
         FileStamp::of_path(path).unwrap()
@@ -117,24 +148,13 @@ mod tests {
 
         // Rewritten in place, old mtime put back: same inode, size, mtime.
         wait_for_the_file_clock(&path);
-        let mut file = File::options().write(true).open(&path).unwrap();
-        file.write_all(b"two").unwrap();
-        file.set_modified(mtime).unwrap();
-        drop(file);
+        rewrite_in_place(&path, "two", mtime);
         let in_place = stamp(&path);
         assert_ne!(in_place, first);
 
         // Replaced by a renamed copy with the same size and mtime.
         wait_for_the_file_clock(&path);
-        let copy = tmp.path().join(".registry.json.tmp");
-        std::fs::write(&copy, "six").unwrap();
-        File::options()
-            .write(true)
-            .open(&copy)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
-        std::fs::rename(&copy, &path).unwrap();
+        rename_over(&path, "six", mtime);
         let renamed = stamp(&path);
         assert_ne!(renamed, in_place);
         assert_ne!(renamed, first);
@@ -149,12 +169,7 @@ mod tests {
         let path = tmp.path().join("vars.toml");
         std::fs::write(&path, "x").unwrap();
         // An mtime in the future does not keep a stamp from being trusted.
-        File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(SystemTime::now() + Duration::from_secs(3600))
-            .unwrap();
+        set_mtime(&path, SystemTime::now() + Duration::from_secs(3600));
         let stamp = stamp(&path);
         let now = SystemTime::now();
         assert!(!stamp.is_trusted(now, TRUST_AFTER));

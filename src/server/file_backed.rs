@@ -133,8 +133,7 @@ fn read<T>(path: &Path, load: &Loader<T>, trust_after: Duration) -> Result<(Vers
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fsutil::stamp::wait_for_the_file_clock;
-    use std::io::Write;
+    use crate::fsutil::stamp::testing::{rename_over, rewrite_in_place, wait_for_the_file_clock};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// The file's text, counting the loads.
@@ -155,16 +154,6 @@ mod tests {
             trust_after,
         )
         .unwrap()
-    }
-
-    fn rewrite_in_place(path: &Path, text: &str, mtime: SystemTime) {
-        let mut file = File::options()
-            .write(true)
-            .truncate(true)
-            .open(path)
-            .unwrap();
-        file.write_all(text.as_bytes()).unwrap();
-        file.set_modified(mtime).unwrap();
     }
 
     #[test]
@@ -189,15 +178,7 @@ mod tests {
 
         // Same size, same mtime, renamed over.
         wait_for_the_file_clock(&path);
-        let copy = tmp.path().join(".registry.json.new");
-        std::fs::write(&copy, "six").unwrap();
-        File::options()
-            .write(true)
-            .open(&copy)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
-        std::fs::rename(&copy, &path).unwrap();
+        rename_over(&path, "six", mtime);
         assert_eq!(*file.current(), "six");
         assert_eq!(*file.current(), "six");
         assert_eq!(loads.load(Ordering::SeqCst), read + 2);

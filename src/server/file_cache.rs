@@ -96,7 +96,7 @@ impl<T> FileCache<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fsutil::stamp::wait_for_the_file_clock;
+    use crate::fsutil::stamp::testing::{rewrite_in_place, wait_for_the_file_clock};
 
     fn folder(tmp: &tempfile::TempDir) -> Dir {
         Dir::open(tmp.path()).unwrap()
@@ -132,13 +132,7 @@ mod tests {
         // Same size and mtime put back, as `cp -p` would: the ctime differs.
         let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
         wait_for_the_file_clock(&path);
-        std::fs::write(&path, "seven").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
+        rewrite_in_place(&path, "seven", mtime);
         assert_eq!(*cache.get(&folder, NAME).unwrap().unwrap(), "seven");
 
         std::fs::remove_file(&path).unwrap();
