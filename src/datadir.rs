@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use crate::names::Fingerprint;
+
 /// Default location when neither `--data` nor `BOOTGATE_DATA` is given.
 pub const DEFAULT_PATH: &str = "./bootgate-data";
 
@@ -99,8 +101,8 @@ impl DataDir {
     }
     /// A machine's own folder, named by its certificate fingerprint as the
     /// original ipxe-boot-server did.
-    pub fn machine_files_dir(&self, fingerprint: &str) -> PathBuf {
-        self.files_dir().join(fingerprint)
+    pub fn machine_files_dir(&self, fingerprint: &Fingerprint) -> PathBuf {
+        self.files_dir().join(fingerprint.as_str())
     }
     pub fn default_files_dir(&self) -> PathBuf {
         self.files_dir().join("default")

@@ -14,6 +14,7 @@ use crate::events::duration::ago;
 use crate::events::reader::History;
 use crate::events::{Boot, BootDetail, MachineSeen, Timestamp};
 use crate::machines;
+use crate::names::Fingerprint;
 use crate::names::ProfileName;
 use crate::registry::{Machine, MachineName, Registry};
 
@@ -266,7 +267,7 @@ pub fn run(dir: &DataDir, cmd: MachineCommand) -> Result<()> {
 #[derive(Debug, Serialize)]
 struct View<'a> {
     name: &'a str,
-    fingerprint: &'a str,
+    fingerprint: &'a Fingerprint,
     sha256: &'a str,
     serial: &'a str,
     not_before: &'a str,

@@ -227,7 +227,7 @@ fn check_machine(
     vars.insert("machine_name".into(), machine.name.to_string());
     vars.insert(
         "client_cert_fingerprint".into(),
-        machine.fingerprint.clone(),
+        machine.fingerprint.to_string(),
     );
     vars.insert("server_url".into(), cx.public_url.to_string());
     vars.insert(

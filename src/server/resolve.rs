@@ -142,7 +142,7 @@ mod tests {
 
     fn machine(profile: Option<&str>) -> Machine {
         let cert = CertInfo {
-            fingerprint: "f".repeat(40),
+            fingerprint: "f".repeat(40).parse().unwrap(),
             sha256: "s".repeat(64),
             serial: "01".into(),
             subject_cn: None,
@@ -159,7 +159,7 @@ mod tests {
     fn folders_in_order() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = DataDir::new(tmp.path());
-        let own = dir.machine_files_dir(&"f".repeat(40));
+        let own = dir.machine_files_dir(&"f".repeat(40).parse().unwrap());
         let default = dir.default_files_dir();
         let profile = dir.profile_dir("rpi");
         let list = |r: &Roots| r.folders().map(Path::to_path_buf).collect::<Vec<_>>();

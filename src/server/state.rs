@@ -15,6 +15,7 @@ use super::secrets::SecretStore;
 use crate::bootcfg::template::Vars;
 use crate::config::Config;
 use crate::datadir::DataDir;
+use crate::names::Fingerprint;
 use crate::registry::{Machine, Registry};
 use crate::scratch::Scratch;
 use crate::statefile::StateFile;
@@ -63,7 +64,7 @@ impl AppState {
 
 /// Enrolled machines by fingerprint.
 pub struct Index {
-    by_fingerprint: HashMap<String, Arc<Machine>>,
+    by_fingerprint: HashMap<Fingerprint, Arc<Machine>>,
 }
 
 impl Index {
@@ -76,7 +77,7 @@ impl Index {
         Self { by_fingerprint }
     }
 
-    pub fn get(&self, fingerprint: &str) -> Option<&Arc<Machine>> {
+    pub fn get(&self, fingerprint: &Fingerprint) -> Option<&Arc<Machine>> {
         self.by_fingerprint.get(fingerprint)
     }
 
@@ -121,17 +122,19 @@ mod tests {
         assert_eq!(machines.current().len(), 0);
 
         let mut registry = Registry::parse(
-            br#"{"version": 1, "machines": [{"name": "gw1", "fingerprint": "ab12",
+            br#"{"version": 1, "machines": [{"name": "gw1", "fingerprint": "ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12",
                 "sha256": "cd34", "serial": "01", "not_before": "2026-01-01T00:00:00Z",
                 "not_after": "2036-01-01T00:00:00Z", "origin": "issued",
                 "enrolled_at": "2026-01-01T00:00:00Z"}]}"#,
         )
         .unwrap();
         registry.save(&dir).unwrap();
-        assert!(!machines.current().get("ab12").unwrap().is_revoked());
+        let fp = &registry.machines()[0].fingerprint;
+        assert!(!machines.current().get(fp).unwrap().is_revoked());
 
         registry.get_mut("gw1").unwrap().revoked_at = Some("2026-01-02T00:00:00Z".into());
         registry.save(&dir).unwrap();
-        assert!(machines.current().get("ab12").unwrap().is_revoked());
+        let fp = &registry.machines()[0].fingerprint;
+        assert!(machines.current().get(fp).unwrap().is_revoked());
     }
 }
