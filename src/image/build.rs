@@ -419,15 +419,21 @@ impl Table<'_> {
         derived_guid(self.fingerprint, self.platform, purpose)
     }
 
-    fn role(index: usize) -> Role {
-        if index == 0 { Role::Boot } else { Role::Cache }
-    }
-
-    fn fs_uuid(&self, index: usize) -> Option<String> {
-        if index == 0 {
-            None
-        } else {
-            self.cache_fs_uuid.clone()
+    /// The report of partition `index` (0: boot, 1: cache).
+    fn report(&self, index: usize, extent: Extent, name: &str, uuid: String) -> PartitionReport {
+        let boot = index == 0;
+        PartitionReport {
+            number: index + 1,
+            role: if boot { Role::Boot } else { Role::Cache },
+            start: extent.start,
+            len: extent.len,
+            name: Some(name.to_string()),
+            uuid,
+            fs_uuid: if boot {
+                None
+            } else {
+                self.cache_fs_uuid.clone()
+            },
         }
     }
 
@@ -452,15 +458,7 @@ impl Table<'_> {
         let reports = parts
             .iter()
             .enumerate()
-            .map(|(i, p)| PartitionReport {
-                number: i + 1,
-                role: Self::role(i),
-                start: p.extent.start,
-                len: p.extent.len,
-                name: Some(p.name.clone()),
-                uuid: p.guid.to_string(),
-                fs_uuid: self.fs_uuid(i),
-            })
+            .map(|(i, p)| self.report(i, p.extent, &p.name, p.guid.to_string()))
             .collect();
         Ok((disk_guid.to_string(), reports))
     }
@@ -488,14 +486,9 @@ impl Table<'_> {
         let reports = parts
             .iter()
             .enumerate()
-            .map(|(i, p)| PartitionReport {
-                number: i + 1,
-                role: Self::role(i),
-                start: p.extent.start,
-                len: p.extent.len,
-                name: Some(if i == 0 { BOOT_LABEL } else { CACHE_LABEL }.to_string()),
-                uuid: format!("{signature:08x}-{:02x}", i + 1),
-                fs_uuid: self.fs_uuid(i),
+            .map(|(i, p)| {
+                let name = if i == 0 { BOOT_LABEL } else { CACHE_LABEL };
+                self.report(i, p.extent, name, format!("{signature:08x}-{:02x}", i + 1))
             })
             .collect();
         Ok((format!("0x{signature:08x}"), reports))
