@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
+use super::history::History;
 use crate::datadir::DataDir;
 use crate::events::duration::{Span, bytes};
-use crate::events::reader::History;
 use crate::events::{BootDetail, Event, EventQuery, Kind, Timestamp};
 use crate::registry::Registry;
 

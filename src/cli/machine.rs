@@ -9,9 +9,9 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::events::{SourceArgs, print_boot};
+use super::history::History;
 use crate::datadir::DataDir;
 use crate::events::duration::ago;
-use crate::events::reader::History;
 use crate::events::{Boot, BootDetail, MachineSeen, Timestamp};
 use crate::machines;
 use crate::names::ProfileName;
