@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::events::{SourceArgs, print_boot};
 use super::history::History;
-use crate::datadir::DataDir;
+use crate::datadir::{DataDir, SCRIPT_FILE};
 use crate::events::duration::ago;
 use crate::events::{Boot, BootDetail, MachineSeen, Timestamp};
 use crate::machines;
@@ -107,11 +107,11 @@ pub fn run(dir: &DataDir, cmd: MachineCommand) -> Result<()> {
                 Some(profile) => eprintln!(
                     "boot script: profile {profile} ({}); per-machine overrides go in {}",
                     dir.profile_dir(profile.as_ref())
-                        .join("boot.ipxe")
+                        .join(SCRIPT_FILE)
                         .display(),
                     own.display()
                 ),
-                None => eprintln!("boot script: {}", own.join("boot.ipxe").display()),
+                None => eprintln!("boot script: {}", own.join(SCRIPT_FILE).display()),
             }
             println!("{}", machine.fingerprint);
         }
@@ -134,9 +134,9 @@ pub fn run(dir: &DataDir, cmd: MachineCommand) -> Result<()> {
                     }
                 );
             }
-            if !files.join("boot.ipxe").is_file() {
+            if !files.join(SCRIPT_FILE).is_file() {
                 eprintln!(
-                    "note: {} has no boot.ipxe yet; copy the old files/{}/ tree there",
+                    "note: {} has no {SCRIPT_FILE} yet; copy the old files/{}/ tree there",
                     files.display(),
                     machine.fingerprint
                 );

@@ -39,7 +39,7 @@ mod tls;
 mod verifier;
 
 pub use admin::{AdminInfo, announce as announce_admin};
-pub use boot::{VARS_FILE, parse_vars, unprovided_variables};
+pub use boot::{parse_vars, unprovided_variables};
 pub use identity::{Peer, TlsSession};
 pub use reload::Reloader;
 
