@@ -19,7 +19,7 @@ use bootgate::datadir::DataDir;
 use bootgate::disk::Size;
 use bootgate::image::esl;
 use bootgate::image::{BuildOptions, BuildReport, ImageError, Platform, Silent};
-use bootgate::setup::{CaSource, InitOptions, ServerCertSource};
+use bootgate::init::{CaSource, InitOptions, ServerCertSource};
 use bootgate::registry::MachineName;
 use sha2::{Digest, Sha256};
 
@@ -41,7 +41,7 @@ fn fixture() -> &'static Fixture {
         let _ = fs::remove_dir_all(&root);
         fs::create_dir_all(&root).unwrap();
         let data_path = root.join("data");
-        bootgate::setup::init(
+        bootgate::init::create(
             &data_path,
             &InitOptions {
                 server_names: vec!["boot.example.com".into()],
@@ -53,9 +53,9 @@ fn fixture() -> &'static Fixture {
         .unwrap();
         let data = DataDir::open(&data_path).unwrap();
         for name in ["gw-1", "old-1"] {
-            bootgate::machines::add(&data, &name.parse::<MachineName>().unwrap(), None).unwrap();
+            bootgate::enrollment::add(&data, &name.parse::<MachineName>().unwrap(), None).unwrap();
         }
-        bootgate::machines::revoke(&data, "old-1").unwrap();
+        bootgate::enrollment::revoke(&data, "old-1").unwrap();
         let fake_firmware = root.join("fake-firmware");
         make_fake_firmware(&fake_firmware);
         let scratch = root.join("scratch");

@@ -117,9 +117,9 @@ pub fn run(dir: &DataDir, args: TryArgs) -> Result<()> {
         args.board.machine(args.platform),
         log.display()
     );
-    let outcome = vm::boot(run)?;
+    let report = vm::boot(run)?;
     println!();
-    match outcome.result {
+    match report.result {
         Ok(()) if offline_goal => {
             eprintln!(
                 "bootgate: boot went as far as {} allows in {:.1} s ({}): iPXE ran its \
@@ -127,22 +127,22 @@ pub fn run(dir: &DataDir, args: TryArgs) -> Result<()> {
                  so the network stage (an address, the boot server, TLS, the kernel) cannot be \
                  reached and was not tested: use --board virt for it",
                 args.board,
-                outcome.elapsed.as_secs_f64(),
-                outcome.stage.describe(),
+                report.elapsed.as_secs_f64(),
+                report.stage.describe(),
             );
             Ok(())
         }
         Ok(()) => {
             eprintln!(
                 "bootgate: boot succeeded ({}) in {:.1} s",
-                outcome.stage.describe(),
-                outcome.elapsed.as_secs_f64()
+                report.stage.describe(),
+                report.elapsed.as_secs_f64()
             );
             Ok(())
         }
         Err(failure) => bail!(
             "boot failed after {:.1} s: {failure} (console log: {})",
-            outcome.elapsed.as_secs_f64(),
+            report.elapsed.as_secs_f64(),
             log.display()
         ),
     }

@@ -9,7 +9,7 @@ use clap::Args;
 
 use crate::datadir::DataDir;
 use crate::events::duration::{Span, bytes};
-use crate::events::reader::History;
+use crate::events::history::History;
 use crate::events::{BootDetail, Event, EventQuery, Kind, Timestamp};
 use crate::registry::Registry;
 

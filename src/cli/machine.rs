@@ -10,10 +10,10 @@ use serde::Serialize;
 
 use super::events::{SourceArgs, print_boot};
 use crate::datadir::DataDir;
+use crate::enrollment;
 use crate::events::duration::ago;
-use crate::events::reader::History;
+use crate::events::history::History;
 use crate::events::{Boot, BootDetail, MachineSeen, Timestamp};
-use crate::machines;
 use crate::names::ProfileName;
 use crate::registry::{Machine, MachineName, Registry};
 
@@ -96,7 +96,7 @@ pub fn run(dir: &DataDir, cmd: MachineCommand) -> Result<()> {
     let dir = DataDir::open(dir.root())?;
     match cmd {
         MachineCommand::Add(args) => {
-            let machine = machines::add(&dir, &args.name, args.profile.as_ref())?;
+            let machine = enrollment::add(&dir, &args.name, args.profile.as_ref())?;
             eprintln!(
                 "enrolled {}: key and certificate in {} (the key is private: mode 0600)",
                 machine.name,
@@ -118,7 +118,7 @@ pub fn run(dir: &DataDir, cmd: MachineCommand) -> Result<()> {
         MachineCommand::Adopt(args) => {
             let pem = std::fs::read_to_string(&args.cert)
                 .with_context(|| format!("reading {}", args.cert.display()))?;
-            let machine = machines::adopt(&dir, &pem, args.name.as_ref(), args.force)?;
+            let machine = enrollment::adopt(&dir, &pem, args.name.as_ref(), args.force)?;
             let files = dir.machine_files_dir(&machine.fingerprint);
             eprintln!("adopted {} ({})", machine.name, machine.fingerprint);
             if crate::ca::x509_version(&crate::ca::der_from_pem(&pem)?)? == 1 {
@@ -215,7 +215,7 @@ pub fn run(dir: &DataDir, cmd: MachineCommand) -> Result<()> {
             }
         }
         MachineCommand::SetProfile(args) => {
-            let change = machines::set_profile(&dir, &args.name, args.profile.as_ref())?;
+            let change = enrollment::set_profile(&dir, &args.name, args.profile.as_ref())?;
             match &args.profile {
                 Some(profile) => eprintln!("{} now uses profile {profile}", args.name),
                 None => match &change.previous {
@@ -237,7 +237,7 @@ pub fn run(dir: &DataDir, cmd: MachineCommand) -> Result<()> {
             }
         }
         MachineCommand::Revoke(args) => {
-            if machines::revoke(&dir, &args.name)? {
+            if enrollment::revoke(&dir, &args.name)? {
                 eprintln!(
                     "revoked {}; a running server refuses it from its next request",
                     args.name
