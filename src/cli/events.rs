@@ -9,7 +9,7 @@ use clap::Args;
 
 use crate::datadir::DataDir;
 use crate::events::duration::Span;
-use crate::events::reader::History;
+use crate::events::history::History;
 use crate::events::{Event, EventQuery, Timestamp, text};
 use crate::registry::Registry;
 
