@@ -14,7 +14,7 @@ use anyhow::{Result, anyhow};
 use super::admin_client::AdminClient;
 use crate::datadir::DataDir;
 use crate::events::model::{BootDetail, Event, EventQuery, MachineSeen};
-use crate::events::store::{self, ReadOnly};
+use crate::events::store::{ReadOnlyStore, Snapshot};
 use crate::server::AdminInfo;
 
 /// Boot history, read from the store or through a running server.
@@ -32,10 +32,10 @@ impl History {
         if let Some(url) = admin {
             return Ok(Self::Admin(AdminClient::new(url)?));
         }
-        match ReadOnly::open(&dir.events_db_path())? {
-            ReadOnly::Store(db) => Ok(Self::Store(db)),
-            ReadOnly::Missing => Ok(Self::Empty),
-            ReadOnly::Busy => {
+        match ReadOnlyStore::open(&dir.events_db_path())? {
+            ReadOnlyStore::Open(db) => Ok(Self::Store(db)),
+            ReadOnlyStore::Missing => Ok(Self::Empty),
+            ReadOnlyStore::Busy => {
                 let info = AdminInfo::load(dir)?.ok_or_else(|| {
                     anyhow!(
                         "a running `bootgate serve` holds the boot history and its admin listener is off; \
@@ -57,7 +57,7 @@ impl History {
 
     pub fn events(&self, query: &EventQuery) -> Result<Vec<Event>> {
         match self {
-            Self::Store(db) => store::read(db.as_ref())?.events(query),
+            Self::Store(db) => Snapshot::of(db.as_ref())?.events(query),
             Self::Admin(client) => client.events(query),
             Self::Empty => Ok(Vec::new()),
         }
@@ -65,7 +65,7 @@ impl History {
 
     pub fn machines(&self) -> Result<Vec<MachineSeen>> {
         match self {
-            Self::Store(db) => store::read(db.as_ref())?.machines(),
+            Self::Store(db) => Snapshot::of(db.as_ref())?.machines(),
             Self::Admin(client) => client.machines(),
             Self::Empty => Ok(Vec::new()),
         }
@@ -74,7 +74,7 @@ impl History {
     /// A machine's latest boots, newest first, with their requests.
     pub fn boots(&self, machine: &str, limit: usize) -> Result<Vec<BootDetail>> {
         match self {
-            Self::Store(db) => store::read(db.as_ref())?.boots(machine, limit),
+            Self::Store(db) => Snapshot::of(db.as_ref())?.boots(machine, limit),
             Self::Admin(client) => client.boots(machine, limit),
             Self::Empty => Ok(Vec::new()),
         }
