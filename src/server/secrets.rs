@@ -21,7 +21,7 @@ const MAX_TOKENS_PER_MACHINE: usize = 8;
 
 /// What a token grants: rendering this machine's secrets with these variables.
 #[derive(Debug, Clone)]
-pub struct Grant {
+pub struct SecretsGrant {
     pub fingerprint: Fingerprint,
     pub vars: Vars,
 }
@@ -30,7 +30,7 @@ pub struct Grant {
 #[derive(Debug)]
 pub enum Redemption {
     /// The token was live and is now spent.
-    Granted(Grant),
+    Granted(SecretsGrant),
     /// No such token, or it expired.
     Unknown,
     /// Another certificate than the owner's was presented; the token is kept.
@@ -39,7 +39,7 @@ pub enum Redemption {
 
 #[cfg(test)]
 impl Redemption {
-    fn granted(self) -> Option<Grant> {
+    fn granted(self) -> Option<SecretsGrant> {
         match self {
             Redemption::Granted(grant) => Some(grant),
             _ => None,
@@ -48,7 +48,7 @@ impl Redemption {
 }
 
 struct Entry {
-    grant: Grant,
+    grant: SecretsGrant,
     minted: Instant,
 }
 
@@ -76,7 +76,7 @@ impl SecretStore {
     }
 
     /// Mints a fresh token: 256 random bits, hex.
-    pub fn mint(&self, grant: Grant) -> String {
+    pub fn mint(&self, grant: SecretsGrant) -> String {
         let mut bytes = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let token = hex::encode(bytes);
@@ -134,8 +134,8 @@ mod tests {
         digit.repeat(40).parse().unwrap()
     }
 
-    fn grant(digit: &str) -> Grant {
-        Grant {
+    fn grant(digit: &str) -> SecretsGrant {
+        SecretsGrant {
             fingerprint: fp(digit),
             vars: Vars::new(),
         }
