@@ -2,13 +2,10 @@
 //! real `bootgate` binary makes them, a running server serves them to real
 //! TLS clients holding machines' certificates.
 
-mod support;
-
 use std::io::{Seek, SeekFrom, Write};
-use std::path::Path;
 
+use crate::support::*;
 use sha2::{Digest, Sha256};
-use support::*;
 
 /// The seed's Raspberry Pi gateway script, byte for byte.
 const SEED_SCRIPT: &str = "#!ipxe\n\
@@ -19,11 +16,6 @@ boot\n";
 
 const SEED_IMAGE: &str =
     "-ti registry.freedesktop.org/mupuf/valve-infra/valve-infra-container:aarch64";
-
-fn write(path: &Path, text: impl AsRef<[u8]>) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
 
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))

@@ -4,18 +4,14 @@
 //! purge, concurrent renders, a store that is down or hangs, and the
 //! rendered `secrets` read by boot2container's own parser.
 
-#[path = "support/garage.rs"]
-mod garage;
-mod support;
-
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use garage::{Garage, S3Client};
+use crate::support::garage::{Garage, S3Client};
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 /// What a machine's `secrets` gave it.
 #[derive(Debug, Clone)]
