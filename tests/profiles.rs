@@ -29,20 +29,11 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 
 /// Extra helpers for this file's tests.
 trait EnvExt {
-    fn add_asset(&self, name: &str, data: &[u8]) -> String;
     fn add_with_profile(&self, machine: &str, profile: &str) -> String;
     fn blobs(&self) -> Vec<String>;
 }
 
 impl EnvExt for Env {
-    /// Stores `data` as asset `name`; returns its SHA-256.
-    fn add_asset(&self, name: &str, data: &[u8]) -> String {
-        let file = self.tmp.path().join(format!("src-{name}"));
-        std::fs::write(&file, data).unwrap();
-        let out = self.ok(&["asset", "add", file.to_str().unwrap(), "--name", name]);
-        out.trim().to_string()
-    }
-
     /// Enrolls a machine on a profile; returns its fingerprint.
     fn add_with_profile(&self, machine: &str, profile: &str) -> String {
         let out = self.ok(&["machine", "add", machine, "--profile", profile]);

@@ -29,16 +29,10 @@ fn add_scratch_config(env: &Env, section: &str) {
     std::fs::write(&path, text).unwrap();
 }
 
-fn add_asset(env: &Env, name: &str) {
-    let file = env.tmp.path().join(format!("asset-{name}"));
-    std::fs::write(&file, name.as_bytes()).unwrap();
-    env.ok(&["asset", "add", file.to_str().unwrap(), "--name", name]);
-}
-
 /// A boot2container profile `gw` with a scratch volume.
 fn scratch_profile(env: &Env, volume: &str) {
-    add_asset(env, "vmlinuz");
-    add_asset(env, "initramfs.cpio.xz");
+    env.add_asset("vmlinuz", "vmlinuz".as_bytes());
+    env.add_asset("initramfs.cpio.xz", "initramfs.cpio.xz".as_bytes());
     env.ok(&[
         "profile",
         "create",

@@ -114,6 +114,14 @@ impl Env {
         self.ok(&["machine", "add", name]).trim().to_string()
     }
 
+    /// Stores `data` as the shared asset `name`; returns its SHA-256.
+    pub fn add_asset(&self, name: &str, data: &[u8]) -> String {
+        let file = self.tmp.path().join(format!("asset-src-{name}"));
+        std::fs::write(&file, data).unwrap();
+        let out = self.ok(&["asset", "add", file.to_str().unwrap(), "--name", name]);
+        out.trim().to_string()
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.data.join(rel)
     }
