@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::datadir::DataDir;
 use crate::disk::{FatType, Size, TableKind};
+use crate::image::PartitionReport;
 use crate::image::build::{BOOT_LABEL, CACHE_LABEL, DEFAULT_BOOT_SIZE};
 use crate::image::{AssetSearch, BuildOptions, BuildReport, Platform, Progress, Role};
 
@@ -229,38 +230,7 @@ fn report_text(r: &BuildReport) -> String {
     };
     let _ = writeln!(s, "  partitions   {table} {}", r.disk_id);
     for p in &r.partitions {
-        let what = match p.role {
-            Role::Boot => match r.table {
-                TableKind::Gpt => format!(
-                    "boot, EFI system partition named {}, {} label {BOOT_LABEL}",
-                    p.name.as_deref().unwrap_or("-"),
-                    fat_name(r.fat.fat_type)
-                ),
-                TableKind::Mbr => format!("boot, {} label {BOOT_LABEL}", fat_name(r.fat.fat_type)),
-            },
-            Role::Cache => {
-                let fs = format!(
-                    "ext4 label {CACHE_LABEL} UUID {}",
-                    p.fs_uuid.as_deref().unwrap_or("-")
-                );
-                match r.table {
-                    TableKind::Gpt => format!("cache, name {CACHE_LABEL}, {fs}"),
-                    TableKind::Mbr => format!("cache, {fs}"),
-                }
-            }
-        };
-        let id = match r.table {
-            TableKind::Gpt => "GUID",
-            TableKind::Mbr => "PARTUUID",
-        };
-        let _ = writeln!(
-            s,
-            "    {}  {:>9} at {:>7}  {what}  ({id} {})",
-            p.number,
-            Size(p.len).to_string(),
-            Size(p.start).to_string(),
-            p.uuid
-        );
+        let _ = writeln!(s, "    {}", partition_line(r, p));
     }
     if r.cache().is_some() {
         let _ = writeln!(
@@ -277,6 +247,41 @@ fn report_text(r: &BuildReport) -> String {
          sudo dd if={path} of=/dev/sdX bs=4M conv=fsync status=progress"
     );
     s
+}
+
+/// One partition in the report: number, size, start, what it holds, its id.
+fn partition_line(r: &BuildReport, p: &PartitionReport) -> String {
+    let what = match p.role {
+        Role::Boot => match r.table {
+            TableKind::Gpt => format!(
+                "boot, EFI system partition named {}, {} label {BOOT_LABEL}",
+                p.name.as_deref().unwrap_or("-"),
+                fat_name(r.fat.fat_type)
+            ),
+            TableKind::Mbr => format!("boot, {} label {BOOT_LABEL}", fat_name(r.fat.fat_type)),
+        },
+        Role::Cache => {
+            let fs = format!(
+                "ext4 label {CACHE_LABEL} UUID {}",
+                p.fs_uuid.as_deref().unwrap_or("-")
+            );
+            match r.table {
+                TableKind::Gpt => format!("cache, name {CACHE_LABEL}, {fs}"),
+                TableKind::Mbr => format!("cache, {fs}"),
+            }
+        }
+    };
+    let id = match r.table {
+        TableKind::Gpt => "GUID",
+        TableKind::Mbr => "PARTUUID",
+    };
+    format!(
+        "{}  {:>9} at {:>7}  {what}  ({id} {})",
+        p.number,
+        Size(p.len).to_string(),
+        Size(p.start).to_string(),
+        p.uuid
+    )
 }
 
 fn report_json(r: &BuildReport) -> serde_json::Value {

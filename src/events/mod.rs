@@ -6,7 +6,8 @@
 //! - [`store`]: the redb file, its tables, retention and queries;
 //! - [`writer`]: the bounded channel and the thread that batches writes;
 //! - [`reader`]: how the CLI reads it, from the file or from a running server;
-//! - [`duration`]: `--since 2h` in, `3m ago` out.
+//! - [`duration`]: `--since 2h` in, `3m ago` out;
+//! - [`text`]: events and boots in words, for the CLI and the status page.
 //!
 //! Nothing here knows about HTTP serving; the server feeds events in.
 
@@ -15,6 +16,7 @@ pub mod duration;
 pub mod model;
 pub mod reader;
 pub mod store;
+pub mod text;
 pub mod writer;
 
 pub use model::{Boot, BootDetail, Event, EventQuery, Kind, MachineSeen, Outcome, Timestamp};
