@@ -3,8 +3,8 @@
 //! `fsck.ext4 -n`, `bmaptool` and boot2container's own `init.sh`
 //! (`tests/fixtures/boot2container/`). Most use small fake firmware files
 //! (what is checked is the layout, not the firmware); one test builds every
-//! platform from the real Debian files that `scripts/fetch-assets` puts in
-//! `.cache/assets`.
+//! platform from the real Debian files that `scripts/fetch-firmware` puts in
+//! `.cache/firmware`.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -17,8 +17,8 @@ use bootgate::datadir::DataDir;
 use bootgate::disk::Size;
 use bootgate::image::esl;
 use bootgate::image::{BuildOptions, BuildReport, ImageError, Platform, Silent};
+use bootgate::init::{CaSource, InitOptions, ServerCertSource};
 use bootgate::registry::MachineName;
-use bootgate::setup::{CaSource, InitOptions, ServerCertSource};
 use sha2::{Digest, Sha256};
 
 use crate::support::{assert_golden, bootgate_bin, wait_until};
@@ -30,7 +30,7 @@ const GIB: u64 = 1 << 30;
 /// slow part): machine `gw-1`, and `old-1`, revoked.
 struct Fixture {
     data: DataDir,
-    fake_assets: PathBuf,
+    fake_firmware: PathBuf,
     scratch: PathBuf,
 }
 
@@ -41,7 +41,7 @@ fn fixture() -> &'static Fixture {
         let _ = fs::remove_dir_all(&root);
         fs::create_dir_all(&root).unwrap();
         let data_path = root.join("data");
-        bootgate::setup::init(
+        bootgate::init::create(
             &data_path,
             &InitOptions {
                 server_names: vec!["boot.example.com".into()],
@@ -53,16 +53,16 @@ fn fixture() -> &'static Fixture {
         .unwrap();
         let data = DataDir::open(&data_path).unwrap();
         for name in ["gw-1", "old-1"] {
-            bootgate::machines::add(&data, &name.parse::<MachineName>().unwrap(), None).unwrap();
+            bootgate::enrollment::add(&data, &name.parse::<MachineName>().unwrap(), None).unwrap();
         }
-        bootgate::machines::revoke(&data, "old-1").unwrap();
-        let fake_assets = root.join("fake-assets");
-        make_fake_assets(&fake_assets);
+        bootgate::enrollment::revoke(&data, "old-1").unwrap();
+        let fake_firmware = root.join("fake-firmware");
+        make_fake_firmware(&fake_firmware);
         let scratch = root.join("scratch");
         fs::create_dir_all(&scratch).unwrap();
         Fixture {
             data,
-            fake_assets,
+            fake_firmware,
             scratch,
         }
     })
@@ -80,7 +80,7 @@ fn fake_bytes(name: &str, len: usize) -> Vec<u8> {
     out
 }
 
-fn make_fake_assets(root: &Path) {
+fn make_fake_firmware(root: &Path) {
     let files = [
         ("ipxe/ipxe-amd64.efi", 990_000),
         ("ipxe/ipxe-arm64.efi", 1_010_000),
@@ -118,11 +118,11 @@ fn make_fake_assets(root: &Path) {
     }
 }
 
-fn real_assets() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/assets");
+fn real_firmware() -> PathBuf {
+    let dir = crate::support::fetched_cache().join("firmware");
     assert!(
         dir.join("ipxe/ipxe-amd64.efi").is_file(),
-        "the real firmware files are missing from {}: run scripts/fetch-assets first",
+        "the real firmware files are missing from {}: run scripts/fetch-firmware first",
         dir.display()
     );
     dir
@@ -134,7 +134,7 @@ fn options(platform: Platform, name: &str) -> BuildOptions {
         machine: "gw-1".into(),
         platform,
         output: f.scratch.join(name),
-        assets: vec![f.fake_assets.clone()],
+        firmware_dirs: vec![f.fake_firmware.clone()],
         server_url: None,
         size: None,
         cache_size: None,
@@ -155,11 +155,12 @@ fn build_err(opts: &BuildOptions) -> anyhow::Error {
     }
 }
 
-/// `bootgate image build` for rpi3 with only `assets` to search, its stderr.
+/// `bootgate image build` for rpi3 with only `firmware_dir` to search, its
+/// stderr.
 /// The search ends in `/usr/lib`: the build runs in a mount namespace of its
 /// own where the host's Raspberry Pi firmware, if any, is hidden, so the
 /// refusal is the same on every host. That needs root, as CI has.
-fn missing_firmware_refusal(assets: &Path, output: &Path) -> String {
+fn missing_firmware_refusal(firmware_dir: &Path, output: &Path) -> String {
     let hide = "if [ -e /usr/lib/raspi-firmware ]; then \
                 mount -t tmpfs none /usr/lib/raspi-firmware || exit 99; fi; exec \"$@\"";
     let out = Command::new("unshare")
@@ -176,10 +177,11 @@ fn missing_firmware_refusal(assets: &Path, output: &Path) -> String {
         .arg("--data")
         .arg(fixture().data.root())
         .args(["image", "build", "--machine", "gw-1", "--platform", "rpi3"])
-        .arg("--assets")
-        .arg(assets)
+        .arg("--firmware-dir")
+        .arg(firmware_dir)
         .arg("--output")
         .arg(output)
+        .env_remove("BOOTGATE_FIRMWARE")
         .env_remove("BOOTGATE_ASSETS")
         .output()
         .unwrap();
@@ -595,7 +597,7 @@ fn refuses_bad_input_and_loses_nothing() {
     let err = "rpi5".parse::<Platform>().unwrap_err();
     assert!(matches!(err, ImageError::UnknownPlatform { .. }));
 
-    let empty = dir.join("empty-assets");
+    let empty = dir.join("empty-firmware");
     fs::create_dir_all(&empty).unwrap();
     let text = missing_firmware_refusal(&empty, &dir.join("missing.img"));
     assert!(
@@ -620,7 +622,7 @@ fn refuses_bad_input_and_loses_nothing() {
     names.sort();
     assert_eq!(
         names,
-        ["empty-assets", "existing.img", "existing.img.bmap"],
+        ["empty-firmware", "existing.img", "existing.img.bmap"],
         "nothing else was written"
     );
 }
@@ -646,10 +648,10 @@ fn images_are_reproducible_and_take_the_server_url() {
 
 #[test]
 fn real_firmware_builds_every_platform() {
-    let assets = real_assets();
+    let firmware = real_firmware();
     for platform in Platform::ALL {
         let mut opts = options(platform, &format!("real-{platform}.img"));
-        opts.assets = vec![assets.clone()];
+        opts.firmware_dirs = vec![firmware.clone()];
         let report = build(&opts);
         check_common(&report);
         fsck_boot_partition(&report);
@@ -657,7 +659,7 @@ fn real_firmware_builds_every_platform() {
         for file in &report.files {
             if let Some(from) = &file.from {
                 assert!(
-                    from.starts_with(&assets),
+                    from.starts_with(&firmware),
                     "{} came from {}",
                     file.path,
                     from.display()
@@ -681,8 +683,8 @@ fn command_line_builds_and_lists() {
             .args(["image", "build", "--machine", "gw-1", "--platform", "rpi3"])
             .arg("--output")
             .arg(&out)
-            .arg("--assets")
-            .arg(&f.fake_assets)
+            .arg("--firmware-dir")
+            .arg(&f.fake_firmware)
             .args(extra)
             .output()
             .unwrap()
@@ -722,18 +724,23 @@ fn command_line_builds_and_lists() {
     );
     assert_eq!(json["fingerprint"].as_str().unwrap(), m.fingerprint);
 
+    // The former variable name is still read, after the current one.
+    let old_name = f.scratch.join("firmware-by-old-name");
     let list = Command::new(bin)
         .args(["image", "platforms"])
-        .env("BOOTGATE_ASSETS", &f.fake_assets)
+        .env("BOOTGATE_FIRMWARE", &f.fake_firmware)
+        .env("BOOTGATE_ASSETS", &old_name)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(list.status.success());
     assert!(text.contains("[u-boot-rpi] found"), "{text}");
-    assert!(
-        text.contains(&f.fake_assets.display().to_string()),
-        "{text}"
+    let searched = format!(
+        "Searched here: {}, {}, /usr/lib",
+        f.fake_firmware.display(),
+        old_name.display()
     );
+    assert!(text.contains(&searched), "{searched} in\n{text}");
 }
 
 /// A system tool, found in `$PATH` or the sbin folders.
@@ -1003,7 +1010,7 @@ fn in_namespace(script: &str) -> std::process::Output {
         .arg("ns")
         .arg(env!("CARGO_BIN_EXE_bootgate"))
         .arg(f.data.root())
-        .arg(&f.fake_assets)
+        .arg(&f.fake_firmware)
         .output()
         .expect("unshare (util-linux) runs")
 }
@@ -1016,7 +1023,7 @@ fn full_disks_and_other_file_systems_leave_no_partial_output() {
     let script = format!(
         r#"set -u
 root={root:?}
-build() {{ "$1" --data "$2" image build --machine gw-1 --platform rpi4 --assets "$3" --cache-size 8G "${{@:4}}"; }}
+build() {{ "$1" --data "$2" image build --machine gw-1 --platform rpi4 --firmware-dir "$3" --cache-size 8G "${{@:4}}"; }}
 for size in 1m 5m 12m; do
     mkdir -p "$root/$size"
     mount -t tmpfs -o size=$size tmpfs "$root/$size" || exit 99
@@ -1077,8 +1084,8 @@ fn ctrl_c_stops_the_build_and_removes_its_files() {
         .arg("--data")
         .arg(f.data.root())
         .args(["image", "build", "--machine", "gw-1", "--platform", "rpi4"])
-        .arg("--assets")
-        .arg(&f.fake_assets)
+        .arg("--firmware-dir")
+        .arg(&f.fake_firmware)
         .args(["--cache-size", "64G", "--sha256", "--output"])
         .arg(dir.join("gw.img"))
         .stdout(std::process::Stdio::piped())
@@ -1118,8 +1125,8 @@ fn image_files_do_not_depend_on_the_umask() {
             .args(["image", "build", "--machine", "gw-1", "--platform", "rpi3"])
             .arg("--output")
             .arg(&out)
-            .arg("--assets")
-            .arg(&f.fake_assets);
+            .arg("--firmware-dir")
+            .arg(&f.fake_firmware);
         // SAFETY: umask is async-signal-safe and touches no memory.
         unsafe {
             cmd.pre_exec(move || {

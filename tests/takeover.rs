@@ -143,7 +143,7 @@ fn events(env: &Env) -> Vec<serde_json::Value> {
 fn original_files(env: &Env, fingerprint: &str) {
     let files = env.files(fingerprint);
     std::fs::create_dir_all(&files).unwrap();
-    std::fs::copy(test_asset("vmlinuz-amd64"), files.join("kernel")).unwrap();
+    std::fs::copy(test_boot_file("vmlinuz-amd64"), files.join("kernel")).unwrap();
     busybox_initramfs("amd64", &files.join("initrd"));
     std::fs::write(
         files.join("boot.ipxe"),

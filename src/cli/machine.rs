@@ -9,12 +9,12 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::events::SourceArgs;
-use crate::datadir::DataDir;
+use super::history::History;
+use crate::datadir::{DataDir, SCRIPT_FILE};
+use crate::enrollment;
 use crate::events::duration::ago;
-use crate::events::reader::History;
 use crate::events::text::print_boot;
 use crate::events::{Boot, BootDetail, MachineSeen, Timestamp};
-use crate::machines;
 use crate::names::ProfileName;
 use crate::registry::{Machine, MachineName, Registry};
 
@@ -107,7 +107,7 @@ pub fn run(dir: &DataDir, cmd: MachineCommand) -> Result<()> {
 
 /// `machine add`: enrolls a new machine and says where its boot script goes.
 fn add(dir: &DataDir, args: AddArgs) -> Result<()> {
-    let machine = machines::add(dir, &args.name, args.profile.as_ref())?;
+    let machine = enrollment::add(dir, &args.name, args.profile.as_ref())?;
     eprintln!(
         "enrolled {}: key and certificate in {} (the key is private: mode 0600)",
         machine.name,
@@ -118,11 +118,11 @@ fn add(dir: &DataDir, args: AddArgs) -> Result<()> {
         Some(profile) => eprintln!(
             "boot script: profile {profile} ({}); per-machine overrides go in {}",
             dir.profile_dir(profile.as_ref())
-                .join("boot.ipxe")
+                .join(SCRIPT_FILE)
                 .display(),
             own.display()
         ),
-        None => eprintln!("boot script: {}", own.join("boot.ipxe").display()),
+        None => eprintln!("boot script: {}", own.join(SCRIPT_FILE).display()),
     }
     println!("{}", machine.fingerprint);
     Ok(())
@@ -132,7 +132,7 @@ fn add(dir: &DataDir, args: AddArgs) -> Result<()> {
 fn adopt(dir: &DataDir, args: AdoptArgs) -> Result<()> {
     let pem = std::fs::read_to_string(&args.cert)
         .with_context(|| format!("reading {}", args.cert.display()))?;
-    let machine = machines::adopt(dir, &pem, args.name.as_ref(), args.force)?;
+    let machine = enrollment::adopt(dir, &pem, args.name.as_ref(), args.force)?;
     let files = dir.machine_files_dir(&machine.fingerprint);
     eprintln!("adopted {} ({})", machine.name, machine.fingerprint);
     if crate::ca::x509_version(&crate::ca::der_from_pem(&pem)?)? == 1 {
@@ -148,9 +148,9 @@ fn adopt(dir: &DataDir, args: AdoptArgs) -> Result<()> {
             }
         );
     }
-    if !files.join("boot.ipxe").is_file() {
+    if !files.join(SCRIPT_FILE).is_file() {
         eprintln!(
-            "note: {} has no boot.ipxe yet; copy the old files/{}/ tree there",
+            "note: {} has no {SCRIPT_FILE} yet; copy the old files/{}/ tree there",
             files.display(),
             machine.fingerprint
         );
@@ -238,7 +238,7 @@ fn show(dir: &DataDir, args: ShowArgs) -> Result<()> {
 
 /// `machine set-profile`: switches a machine to a profile (or none).
 fn set_profile(dir: &DataDir, args: SetProfileArgs) -> Result<()> {
-    let change = machines::set_profile(dir, &args.name, args.profile.as_ref())?;
+    let change = enrollment::set_profile(dir, &args.name, args.profile.as_ref())?;
     match &args.profile {
         Some(profile) => eprintln!("{} now uses profile {profile}", args.name),
         None => match &change.previous {
@@ -263,7 +263,7 @@ fn set_profile(dir: &DataDir, args: SetProfileArgs) -> Result<()> {
 
 /// `machine revoke`: revokes a machine and deletes its scratch keys.
 fn revoke(dir: &DataDir, args: RevokeArgs) -> Result<()> {
-    if machines::revoke(dir, &args.name)? {
+    if enrollment::revoke(dir, &args.name)? {
         eprintln!(
             "revoked {}; a running server refuses it from its next request",
             args.name

@@ -28,10 +28,10 @@ use anyhow::{Context, Result};
 
 use crate::assets::AssetIndex;
 use crate::config::{Config, GitConfig};
-use crate::datadir::DataDir;
+use crate::datadir::{DataDir, FILES_TREE, PROFILES_TREE};
 use crate::registry::Registry;
 use git::{CommitInfo, Git};
-use history::{Outcome, Record};
+use history::{CommitOutcome, Record};
 use live::Live;
 
 /// Trees kept besides the live one, for `config pin` and quick undo.
@@ -123,7 +123,7 @@ pub fn sync(dir: &DataDir, config: &Config) -> Result<Report> {
         .into_iter()
         .rev()
         .find(|r| r.commit.commit == head)
-        && last.outcome == Outcome::Rejected
+        && last.outcome == CommitOutcome::Rejected
     {
         return Ok(Report::Rejected {
             commit: last.commit,
@@ -152,7 +152,12 @@ pub fn unpin(dir: &DataDir, config: &Config) -> Result<Report> {
         if live.pinned {
             live.pinned = false;
             live.save(dir)?;
-            record(dir, Outcome::Unpinned, live.commit.clone(), Vec::new())?;
+            record(
+                dir,
+                CommitOutcome::Unpinned,
+                live.commit.clone(),
+                Vec::new(),
+            )?;
         }
         if live.commit.commit == head {
             return Ok(Report::Unchanged(live.commit));
@@ -164,7 +169,7 @@ pub fn unpin(dir: &DataDir, config: &Config) -> Result<Report> {
 fn lock(dir: &DataDir) -> Result<File> {
     let folder = dir.gitcfg_dir();
     std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
-    let path = folder.join("sync.lock");
+    let path = dir.gitcfg_lock_path();
     let file = File::options()
         .create(true)
         .truncate(false)
@@ -205,7 +210,7 @@ fn apply(dir: &DataDir, config: &Config, git: &Git, commit: &str, pinned: bool) 
         problems = check::check_tree(tmp.path(), &cx);
     }
     if !problems.is_empty() {
-        record(dir, Outcome::Rejected, info.clone(), problems.clone())?;
+        record(dir, CommitOutcome::Rejected, info.clone(), problems.clone())?;
         return Ok(Report::Rejected {
             commit: info,
             problems,
@@ -228,9 +233,9 @@ fn apply(dir: &DataDir, config: &Config, git: &Git, commit: &str, pinned: bool) 
     };
     live.save(dir)?;
     let outcome = if pinned {
-        Outcome::Pinned
+        CommitOutcome::Pinned
     } else {
-        Outcome::Applied
+        CommitOutcome::Applied
     };
     record(dir, outcome, info.clone(), Vec::new())?;
     collect_garbage(dir, commit);
@@ -262,16 +267,18 @@ fn write_tree(git: &Git, config: &Config, commit: &str, root: &Path) -> Result<V
     if !problems.is_empty() {
         return Ok(problems);
     }
-    let data_layout = entries.iter().any(|e| e.path.starts_with("files/"));
+    let data_layout = entries
+        .iter()
+        .any(|e| e.path.starts_with(&format!("{FILES_TREE}/")));
     let out = if data_layout {
         root.join("checkout")
     } else {
-        root.join("files")
+        root.join(FILES_TREE)
     };
     git.checkout(commit, &out)
         .with_context(|| format!("writing out commit {}", short(commit)))?;
     if data_layout {
-        for name in ["files", "profiles"] {
+        for name in [FILES_TREE, PROFILES_TREE] {
             let from = out.join(name);
             if from.is_dir() {
                 std::fs::rename(&from, root.join(name))
@@ -285,7 +292,7 @@ fn write_tree(git: &Git, config: &Config, commit: &str, root: &Path) -> Result<V
 
 fn record(
     dir: &DataDir,
-    outcome: Outcome,
+    outcome: CommitOutcome,
     commit: CommitInfo,
     problems: Vec<String>,
 ) -> Result<()> {

@@ -26,9 +26,9 @@ use crate::disk::{
 };
 use crate::registry::{Origin, Registry};
 
-use super::assets::{AssetSearch, FoundAsset};
 use super::cache_fs;
 use super::error::ImageError;
+use super::firmware::{FirmwareSearch, FoundFirmware};
 use super::output::{self, Progress};
 use super::platform::{AUTOEXEC_PATH, CA_DER_PATH, CA_ESL_PATH, Platform};
 use super::{esl, rpi, uboot_script};
@@ -53,8 +53,8 @@ pub struct BuildOptions {
     pub machine: String,
     pub platform: Platform,
     pub output: PathBuf,
-    /// `--assets` folders, searched before `$BOOTGATE_ASSETS` and `/usr/lib`.
-    pub assets: Vec<PathBuf>,
+    /// `--firmware-dir` folders, searched before `$BOOTGATE_FIRMWARE` and `/usr/lib`.
+    pub firmware_dirs: Vec<PathBuf>,
     /// Overrides the configuration's public URL.
     pub server_url: Option<String>,
     /// Total image size; the boot partition takes what the cache leaves.
@@ -132,7 +132,7 @@ pub fn load_identity(data: &DataDir, name: &str) -> Result<MachineIdentity> {
 /// Where a file of the boot partition comes from.
 pub enum Source {
     Generated(Zeroizing<Vec<u8>>),
-    Asset(FoundAsset),
+    Firmware(FoundFirmware),
 }
 
 /// One file of the boot partition.
@@ -153,7 +153,7 @@ impl BootFile {
     pub fn len(&self) -> u64 {
         match &self.source {
             Source::Generated(bytes) => bytes.len() as u64,
-            Source::Asset(found) => found.len,
+            Source::Firmware(found) => found.len,
         }
     }
 
@@ -169,17 +169,17 @@ pub struct Inputs {
     pub ca_der: Vec<u8>,
     /// Checked with [`autoexec::check_server_url`].
     pub server_url: String,
-    pub assets: Vec<FoundAsset>,
+    pub firmware: Vec<FoundFirmware>,
 }
 
 /// The files of the boot partition, firmware first, in a fixed order.
 pub fn boot_files(inputs: &Inputs) -> Result<Vec<BootFile>> {
     let mut files: Vec<BootFile> = inputs
-        .assets
+        .firmware
         .iter()
         .map(|found| BootFile {
-            path: found.asset.dest.to_string(),
-            source: Source::Asset(found.clone()),
+            path: found.file.dest.to_string(),
+            source: Source::Firmware(found.clone()),
         })
         .collect();
     let id = &inputs.identity;
@@ -388,7 +388,7 @@ fn write_boot_fs(
     for file in files {
         let reader: Box<dyn Read + '_> = match &file.source {
             Source::Generated(bytes) => Box::new(&bytes[..]),
-            Source::Asset(found) => Box::new(
+            Source::Firmware(found) => Box::new(
                 File::open(&found.path)
                     .with_context(|| format!("reading {}", found.path.display()))?,
             ),
@@ -555,13 +555,13 @@ pub fn resolve(data: &DataDir, opts: &BuildOptions) -> Result<Inputs> {
         None => autoexec::check_server_url(&Config::load(&data)?.public_url())
             .context("the configuration's public URL cannot be used; pass --server-url")?,
     };
-    let assets = AssetSearch::new(&opts.assets).resolve(opts.platform)?;
+    let firmware = FirmwareSearch::new(&opts.firmware_dirs).resolve(opts.platform)?;
     Ok(Inputs {
         platform: opts.platform,
         identity,
         ca_der,
         server_url,
-        assets,
+        firmware,
     })
 }
 
@@ -569,17 +569,10 @@ pub fn resolve(data: &DataDir, opts: &BuildOptions) -> Result<Inputs> {
 /// profile's, or the default one), when it asks boot2container to search for
 /// its cache (`b2c.cache_device=auto` or `reset`): then an image without a
 /// cache partition would have its first disk repartitioned.
-fn cache_search_warning(data: &DataDir, machine: &str, fingerprint: &str) -> Option<String> {
+fn cache_search_warning(data: &DataDir, machine: &str) -> Option<String> {
     let registry = Registry::load(data).ok()?;
-    let profile = registry.get(machine)?.profile.clone();
-    let mut candidates = vec![data.machine_files_dir(fingerprint).join("boot.ipxe")];
-    if let Some(profile) = &profile {
-        candidates.push(data.profile_dir(profile.as_ref()).join("boot.ipxe"));
-    }
-    candidates.push(data.default_files_dir().join("boot.ipxe"));
-    let (path, script) = candidates
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok().map(|s| (p, s)))?;
+    let path = crate::server::boot_script_of(data, registry.get(machine)?)?;
+    let script = std::fs::read_to_string(&path).ok()?;
     let mode = ["auto", "reset"].into_iter().find(|mode| {
         script
             .split_whitespace()
@@ -602,7 +595,7 @@ pub fn build(
     let fingerprint = inputs.identity.fingerprint.clone();
     let warnings = match opts.cache_size {
         Some(_) => Vec::new(),
-        None => cache_search_warning(data, &inputs.identity.name, &fingerprint)
+        None => cache_search_warning(data, &inputs.identity.name)
             .into_iter()
             .collect(),
     };
@@ -645,7 +638,7 @@ pub fn build(
                 path: f.path.clone(),
                 len: f.len(),
                 from: match &f.source {
-                    Source::Asset(found) => Some(found.path.clone()),
+                    Source::Firmware(found) => Some(found.path.clone()),
                     Source::Generated(_) => None,
                 },
             })

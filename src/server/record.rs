@@ -21,7 +21,7 @@ use http::{Method, header};
 use http_body::{Body as _, Frame, SizeHint};
 
 use super::access_log::loggable_path;
-use super::error::Refused;
+use super::error::EventReason;
 use super::identity::{Peer, Served};
 use super::metrics::route_of;
 use super::telemetry::Telemetry;
@@ -65,7 +65,7 @@ pub async fn record_request(
         .or_else(|| peer.fingerprint.as_deref().map(str::to_string));
     event.reason = response
         .extensions()
-        .get::<Refused>()
+        .get::<EventReason>()
         .map(|r| r.0.to_string());
     event.status = Some(response.status().as_u16());
     event.expected_bytes = if head {

@@ -12,14 +12,15 @@ use axum::routing::get;
 use http::header;
 
 use super::boot;
-use super::error::{Refusal, Refused as RefusedReason, internal};
+use super::error::{EventReason, Refusal, internal};
 use super::identity::{Peer, Served};
 use super::paths;
-use super::resolve::{self, Roots};
+use super::resolve::{self, Found, Roots};
 use super::scratch;
-use super::secrets::{Grant, Redemption};
+use super::secrets::{Redemption, SecretsGrant};
 use super::state::AppState;
 use crate::bootcfg::template::{self, Vars};
+use crate::bootcfg::variables::{self, MachineVars};
 use crate::fsutil::beneath::Dir;
 use crate::registry::Machine;
 
@@ -39,12 +40,12 @@ async fn healthz() -> &'static str {
 
 /// A refusal of the request's identity, naming the machine when it is known
 /// (a revoked one) so the access log shows who was refused.
-struct Refused {
+struct IdentityRefusal {
     refusal: Refusal,
     machine: Option<Arc<Machine>>,
 }
 
-impl From<Refusal> for Refused {
+impl From<Refusal> for IdentityRefusal {
     fn from(refusal: Refusal) -> Self {
         Self {
             refusal,
@@ -53,7 +54,7 @@ impl From<Refusal> for Refused {
     }
 }
 
-impl IntoResponse for Refused {
+impl IntoResponse for IdentityRefusal {
     fn into_response(self) -> Response {
         match self.machine {
             Some(machine) => for_machine(&machine, Err(self.refusal)),
@@ -63,7 +64,7 @@ impl IntoResponse for Refused {
 }
 
 /// The enrolled, unrevoked machine behind this request's certificate.
-fn identify(state: &AppState, peer: &Peer) -> Result<Arc<Machine>, Refused> {
+fn identify(state: &AppState, peer: &Peer) -> Result<Arc<Machine>, IdentityRefusal> {
     let fingerprint = peer.fingerprint.as_deref().ok_or(Refusal::NoCertificate)?;
     let index = state.machines.current();
     let machine = index
@@ -71,7 +72,7 @@ fn identify(state: &AppState, peer: &Peer) -> Result<Arc<Machine>, Refused> {
         .cloned()
         .ok_or(Refusal::UnknownCertificate)?;
     if machine.is_revoked() {
-        return Err(Refused {
+        return Err(IdentityRefusal {
             refusal: Refusal::Revoked(machine.name.to_string()),
             machine: Some(machine),
         });
@@ -112,32 +113,23 @@ async fn render_boot_script(
             vars.extend(file_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
     }
-    vars.insert("machine_name".into(), machine.name.to_string());
-    vars.insert(
-        "client_cert_fingerprint".into(),
-        machine.fingerprint.clone(),
-    );
-    vars.insert(
-        "client_cert_serial".into(),
-        boot::nginx_serial(&machine.serial),
-    );
-    vars.insert("server_url".into(), state.public_url.clone());
+    MachineVars::of(machine, &state.public_url).insert_into(&mut vars);
     let scratch = scratch::provide(state, machine, &roots, &text, &mut vars).await?;
-    if template::referenced_names(&text).contains(&"secrets_url") {
-        let token = state.secrets.mint(Grant {
+    if template::referenced_names(&text).contains(&variables::SECRETS_URL) {
+        let token = state.secrets.mint(SecretsGrant {
             fingerprint: Arc::from(machine.fingerprint.as_str()),
             vars: vars.clone(),
         });
         vars.insert(
-            "secrets_url".into(),
-            format!("{}/secrets/{token}", state.public_url),
+            variables::SECRETS_URL.into(),
+            variables::secrets_url(&state.public_url, &token),
         );
     }
     let mut response = script_response(template::safe_substitute(&text, &vars));
-    if scratch == scratch::Outcome::Unavailable {
+    if scratch == scratch::Provision::Unavailable {
         response
             .extensions_mut()
-            .insert(RefusedReason(scratch::UNAVAILABLE));
+            .insert(EventReason(scratch::UNAVAILABLE));
     }
     Ok(response)
 }
@@ -199,25 +191,17 @@ async fn serve_file(
         .ok_or(Refusal::NotFound)?;
     let segments = paths::decode_segments(raw)?;
     let (method, headers) = (&request.method, &request.headers);
-    for folder in Roots::of(&state.tree.current(), machine).folders() {
-        let Ok(folder) = resolve::open_folder(folder) else {
-            continue;
-        };
-        match paths::open_within(&folder, &segments) {
-            Ok(opened) => return super::files::respond(opened, method, headers, None),
-            Err(Refusal::NotFound) => continue,
-            Err(refusal) => return Err(refusal),
+    let roots = Roots::of(&state.tree.current(), machine);
+    match roots.find_file(&segments, |name| state.assets.lookup(name))? {
+        Some(Found::File(opened)) => super::files::respond(opened, method, headers, None),
+        Some(Found::Asset(digest)) => {
+            let blobs = Dir::open(&state.dir.asset_blobs_dir()).map_err(|_| Refusal::NotFound)?;
+            let blob = paths::open_within(&blobs, &[digest.to_string()])?;
+            let etag = format!("\"{digest}\"");
+            super::files::respond(blob, method, headers, Some(etag))
         }
+        None => Err(Refusal::NotFound),
     }
-    if let [name] = segments.as_slice()
-        && let Some(digest) = state.assets.lookup(name)
-    {
-        let blobs = Dir::open(&state.dir.asset_blobs_dir()).map_err(|_| Refusal::NotFound)?;
-        let blob = paths::open_within(&blobs, &[digest.to_string()])?;
-        let etag = format!("\"{digest}\"");
-        return super::files::respond(blob, method, headers, Some(etag));
-    }
-    Err(Refusal::NotFound)
 }
 
 async fn secret(

@@ -10,14 +10,16 @@ use super::resolve::Roots;
 use super::routes::first_script;
 use super::state::AppState;
 use crate::bootcfg::template::{self, Vars};
+use crate::bootcfg::variables;
 use crate::registry::Machine;
 use crate::scratch::{VARIABLES, uses_scratch, uses_secret};
 
 /// The boot history's reason for a script served without its scratch space.
 pub const UNAVAILABLE: &str = "scratch-unavailable";
 
+/// What a boot script got of the machine's scratch space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Provision {
     NotUsed,
     Granted,
     Unavailable,
@@ -29,20 +31,20 @@ pub async fn provide(
     roots: &Roots,
     script: &str,
     vars: &mut Vars,
-) -> Result<Outcome, Refusal> {
+) -> Result<Provision, Refusal> {
     let Some(scratch) = &state.scratch else {
-        return Ok(Outcome::NotUsed);
+        return Ok(Provision::NotUsed);
     };
     let in_script = template::referenced_names(script);
     let mut wanted = uses_scratch(&in_script);
     if !wanted
-        && in_script.contains(&"secrets_url")
+        && in_script.contains(&variables::SECRETS_URL)
         && let Some(secrets) = first_script(state, &roots.secrets())?
     {
         wanted = uses_scratch(&template::referenced_names(&secrets));
     }
     if !wanted {
-        return Ok(Outcome::NotUsed);
+        return Ok(Provision::NotUsed);
     }
     if uses_secret(&in_script) && scratch.first_warning(machine.name.as_ref()) {
         tracing::warn!(
@@ -64,7 +66,7 @@ pub async fn provide(
             for (name, value) in grant.vars() {
                 vars.insert(name.into(), value);
             }
-            Ok(Outcome::Granted)
+            Ok(Provision::Granted)
         }
         Err(err) => {
             tracing::warn!(
@@ -74,7 +76,7 @@ pub async fn provide(
             for name in VARIABLES {
                 vars.insert(name.into(), String::new());
             }
-            Ok(Outcome::Unavailable)
+            Ok(Provision::Unavailable)
         }
     }
 }

@@ -609,7 +609,7 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Where `scripts/fetch-assets` puts what it fetches (`$BOOTGATE_CACHE` or
+/// Where `scripts/fetch-firmware` puts what it fetches (`$BOOTGATE_CACHE` or
 /// the clone's `.cache/`).
 pub fn fetched_cache() -> PathBuf {
     std::env::var_os("BOOTGATE_CACHE")
@@ -617,21 +617,21 @@ pub fn fetched_cache() -> PathBuf {
         .unwrap_or_else(|| repo().join(".cache"))
 }
 
-/// A test kernel or busybox that `scripts/fetch-assets` fetched.
-pub fn test_asset(name: &str) -> PathBuf {
-    let path = fetched_cache().join("test-assets").join(name);
+/// A test kernel or busybox that `scripts/fetch-firmware` fetched.
+pub fn test_boot_file(name: &str) -> PathBuf {
+    let path = fetched_cache().join("test-boot").join(name);
     assert!(
         path.is_file(),
-        "{} is missing: run scripts/fetch-assets (scripts/test does)",
+        "{} is missing: run scripts/fetch-firmware (scripts/test does)",
         path.display()
     );
     path
 }
 
-/// A busybox initramfs (`busybox-<arch>` from `test_asset`) whose /init
+/// A busybox initramfs (`busybox-<arch>` from `test_boot_file`) whose /init
 /// prints the `e2e.*` kernel parameters after a marker, then powers off.
 pub fn busybox_initramfs(arch: &str, out: &Path) {
-    let busybox = std::fs::read(test_asset(&format!("busybox-{arch}"))).unwrap();
+    let busybox = std::fs::read(test_boot_file(&format!("busybox-{arch}"))).unwrap();
     let init = b"#!/bin/busybox sh\n\
         /bin/busybox mount -t proc proc /proc\n\
         set -- $(/bin/busybox cat /proc/cmdline)\n\

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -30,8 +30,7 @@ use serde::{Deserialize, Serialize};
 use super::state::AppState;
 use super::telemetry::Telemetry;
 use crate::datadir::DataDir;
-use crate::events::reader::AdminInfo;
-use crate::events::store::Reader;
+use crate::events::store::Snapshot;
 use crate::events::{EventQuery, Timestamp};
 use crate::fsutil;
 use page::{MachineRow, PageInfo, Unrecorded};
@@ -69,6 +68,29 @@ pub fn router(app: Arc<AppState>, telemetry: Arc<Telemetry>) -> Router {
                 .route("/config/sync", post(trigger::sync))
                 .with_state(app),
         )
+}
+
+/// What `bootgate serve` writes to `events/admin.json` once its admin
+/// listener is up, so CLI commands can reach it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminInfo {
+    /// Where a process on this machine reaches the admin listener.
+    pub url: String,
+    pub pid: u32,
+}
+
+impl AdminInfo {
+    /// What the running server announced; `None` when no admin listener is
+    /// announced.
+    pub fn load(dir: &DataDir) -> Result<Option<Self>> {
+        let path = dir.admin_info_path();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(None);
+        };
+        let info =
+            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+        Ok(Some(info))
+    }
 }
 
 /// Removes `events/admin.json` when the server stops.
@@ -130,13 +152,13 @@ fn failure(err: anyhow::Error) -> Response {
         .into_response()
 }
 
-/// Runs a read of the store on the blocking pool.
-async fn read<T: Send + 'static>(
+/// Runs `f` on a snapshot of the store, on the blocking pool.
+async fn with_snapshot<T: Send + 'static>(
     admin: &Admin,
-    f: impl FnOnce(Reader) -> Result<T> + Send + 'static,
+    f: impl FnOnce(Snapshot) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let store = admin.telemetry.store.clone();
-    tokio::task::spawn_blocking(move || f(store.reader()?)).await?
+    tokio::task::spawn_blocking(move || f(store.snapshot()?)).await?
 }
 
 async fn metrics(State(admin): State<Admin>) -> Response {
@@ -199,7 +221,7 @@ fn page_info(admin: &Admin, events: u64) -> PageInfo {
 }
 
 async fn status_page(State(admin): State<Admin>) -> Response {
-    let history = read(&admin, |r| {
+    let history = with_snapshot(&admin, |r| {
         let seen = r.machines()?;
         let recent = r.events(&EventQuery {
             limit: Some(FAILURES_SCAN),
@@ -245,7 +267,7 @@ async fn machine_page(State(admin): State<Admin>, Path(name): Path<String>) -> R
         return (StatusCode::NOT_FOUND, "no such machine\n").into_response();
     };
     let key = name.clone();
-    let history = read(&admin, move |r| {
+    let history = with_snapshot(&admin, move |r| {
         Ok((
             r.machine(&key)?,
             r.boots(&key, BOOTS_SHOWN)?,
@@ -273,7 +295,7 @@ async fn machine_page(State(admin): State<Admin>, Path(name): Path<String>) -> R
 }
 
 async fn api_machines(State(admin): State<Admin>) -> Response {
-    match read(&admin, |r| r.machines()).await {
+    match with_snapshot(&admin, |r| r.machines()).await {
         Ok(machines) => json(&machines),
         Err(err) => failure(err),
     }
@@ -290,14 +312,14 @@ async fn api_boots(
     Query(query): Query<BootsQuery>,
 ) -> Response {
     let limit = query.limit.unwrap_or(BOOTS_SHOWN).min(BOOTS_MAX);
-    match read(&admin, move |r| r.boots(&name, limit)).await {
+    match with_snapshot(&admin, move |r| r.boots(&name, limit)).await {
         Ok(boots) => json(&boots),
         Err(err) => failure(err),
     }
 }
 
 async fn api_events(State(admin): State<Admin>, Query(query): Query<EventQuery>) -> Response {
-    match read(&admin, move |r| r.events(&query)).await {
+    match with_snapshot(&admin, move |r| r.events(&query)).await {
         Ok(events) => json(&events),
         Err(err) => failure(err),
     }

@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use crate::ca::{self, Ca, CertInfo, PrivateKey};
 use crate::config::Config;
 use crate::datadir::DataDir;
+use crate::enrollment;
 use crate::fsutil;
-use crate::machines;
 
 /// Where the CA comes from.
 pub enum CaSource {
@@ -46,7 +46,8 @@ pub struct InitReport {
 /// Name prefix of the folder a data directory is assembled in.
 const INIT_PREFIX: &str = ".bootgate-init-";
 
-pub fn init(target: &Path, opts: &InitOptions) -> Result<InitReport> {
+/// Creates the data directory `target`; refused if it exists and is not empty.
+pub fn create(target: &Path, opts: &InitOptions) -> Result<InitReport> {
     if opts.server_names.is_empty() {
         bail!("give at least one --server-name (the DNS name or IP address machines use)");
     }
@@ -146,7 +147,7 @@ fn populate(dir: &DataDir, opts: &InitOptions) -> Result<InitReport> {
     // A takeover serves gateways flashed with the original's pre-2024 iPXE.
     config.legacy_tls = matches!(opts.ca, CaSource::Import { .. });
     config.save(dir)?;
-    machines::write_default_template(dir)?;
+    enrollment::write_default_template(dir)?;
     Ok(InitReport {
         ca: ca_info,
         warnings,
