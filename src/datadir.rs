@@ -34,6 +34,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use crate::names::Fingerprint;
+
 /// Default location when neither `--data` nor `BOOTGATE_DATA` is given.
 pub const DEFAULT_PATH: &str = "./bootgate-data";
 
@@ -136,14 +138,14 @@ impl DataDir {
     }
     /// A machine's own folder, named by its certificate fingerprint as the
     /// original ipxe-boot-server did.
-    pub fn machine_files_dir(&self, fingerprint: &str) -> PathBuf {
-        self.files_dir().join(fingerprint)
+    pub fn machine_files_dir(&self, fingerprint: &Fingerprint) -> PathBuf {
+        self.files_dir().join(fingerprint.as_str())
     }
     pub fn default_files_dir(&self) -> PathBuf {
         self.files_dir().join(DEFAULT_FOLDER)
     }
     /// A machine's own boot script (which may not exist).
-    pub fn machine_script_path(&self, fingerprint: &str) -> PathBuf {
+    pub fn machine_script_path(&self, fingerprint: &Fingerprint) -> PathBuf {
         self.machine_files_dir(fingerprint).join(SCRIPT_FILE)
     }
     /// The script of enrolled machines without a folder of their own.

@@ -283,7 +283,7 @@ fn machine() -> Machine {
         PrivateKey::from_pem(&fs::read_to_string(data.machine_key_path("gw-1")).unwrap()).unwrap();
     let ca_der = ca::der_from_pem(&fs::read_to_string(data.ca_cert_path()).unwrap()).unwrap();
     Machine {
-        fingerprint: ca::sha1_fingerprint(&cert_der),
+        fingerprint: ca::Fingerprint::of_der(&cert_der).to_string(),
         cert_der,
         key_der: key.pkcs8_der().to_vec(),
         ca_der,
@@ -306,7 +306,7 @@ fn check_generated(report: &BuildReport, server_url: &str) {
         esl_bytes,
         esl::x509_signature_list(&m.ca_der, esl::BOOTGATE_OWNER_GUID).unwrap()
     );
-    assert_eq!(report.fingerprint, m.fingerprint);
+    assert_eq!(report.fingerprint.as_str(), m.fingerprint);
 }
 
 fn check_common(report: &BuildReport) {

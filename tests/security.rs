@@ -467,7 +467,7 @@ fn issue(env: &Env, edit: impl FnOnce(&mut rcgen::CertificateParams)) -> std::pa
 }
 
 fn short_id(der: &[u8]) -> String {
-    bootgate::ca::sha1_fingerprint(der)[..8].to_string()
+    bootgate::ca::Fingerprint::of_der(der).as_str()[..8].to_string()
 }
 
 #[test]

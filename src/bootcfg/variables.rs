@@ -47,7 +47,7 @@ impl<'a> MachineVars<'a> {
     pub fn of(machine: &'a Machine, server_url: &'a str) -> Self {
         Self {
             name: machine.name.as_ref(),
-            fingerprint: &machine.fingerprint,
+            fingerprint: machine.fingerprint.as_str(),
             serial: &machine.serial,
             server_url,
         }

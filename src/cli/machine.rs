@@ -15,6 +15,7 @@ use crate::enrollment;
 use crate::events::duration::ago;
 use crate::events::text::print_boot;
 use crate::events::{Boot, BootDetail, MachineSeen, Timestamp};
+use crate::names::Fingerprint;
 use crate::names::ProfileName;
 use crate::registry::{Machine, MachineName, Registry};
 
@@ -290,7 +291,7 @@ fn revoke(dir: &DataDir, args: RevokeArgs) -> Result<()> {
 #[derive(Debug, Serialize)]
 struct View<'a> {
     name: &'a str,
-    fingerprint: &'a str,
+    fingerprint: &'a Fingerprint,
     sha256: &'a str,
     serial: &'a str,
     not_before: &'a str,

@@ -311,7 +311,7 @@ mod tests {
             };
             assets.insert(name.parse().unwrap(), entry);
         }
-        let folder = tree.machine_files_dir(&fingerprint);
+        let folder = tree.machine_files_dir(&fingerprint.parse().unwrap());
         std::fs::create_dir_all(&folder).unwrap();
         let mut script = String::from("#!ipxe\n");
         for name in NEVER_SERVED {
