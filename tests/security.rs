@@ -387,7 +387,8 @@ fn modes_do_not_depend_on_the_umask() {
         assert!(checked >= 20, "only {checked} entries");
         // `serve`'s own check agrees.
         let findings =
-            bootgate::permcheck::inspect(&bootgate::datadir::DataDir::new(&env.data)).unwrap();
+            bootgate::datadir::permcheck::inspect(&bootgate::datadir::DataDir::new(&env.data))
+                .unwrap();
         assert!(findings.refused.is_empty() && findings.group_writable_content.is_empty());
     }
 }

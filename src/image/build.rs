@@ -20,12 +20,12 @@ use crate::bootcfg::autoexec::{self, Autoexec};
 use crate::ca::{self, PrivateKey};
 use crate::config::Config;
 use crate::datadir::DataDir;
+use crate::datadir::registry::{Origin, Registry};
 use crate::disk::{
     self, Extent, FatFile, FatOptions, FatSummary, GptPartition, Guid, Layout, LayoutError,
     MbrPartition, Size, SparseImage, TableKind, Want,
 };
 use crate::names::Fingerprint;
-use crate::registry::{Origin, Registry};
 
 use super::cache_fs;
 use super::error::ImageError;

@@ -4,9 +4,9 @@
 //! good one stays.
 
 use super::file_backed::FileBacked;
-use crate::assets::{AssetIndex, Digest};
 use crate::datadir::DataDir;
-use crate::statefile::StateFile;
+use crate::datadir::assets::{AssetIndex, Digest};
+use crate::datadir::statefile::StateFile;
 
 pub struct AssetCache(FileBacked<AssetIndex>);
 

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::datadir::registry::Machine;
 use crate::names::Fingerprint;
-use crate::registry::Machine;
 
 /// What the connection layer knows about the peer; attached to every request.
 #[derive(Debug, Clone)]

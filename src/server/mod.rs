@@ -364,7 +364,7 @@ where
 /// if any exists.
 pub fn boot_script_of(
     dir: &DataDir,
-    machine: &crate::registry::Machine,
+    machine: &crate::datadir::registry::Machine,
 ) -> Option<std::path::PathBuf> {
     resolve::Roots::of(dir, machine)
         .scripts()

@@ -25,9 +25,9 @@ use std::path::{Path, PathBuf};
 
 use super::error::{Refusal, internal};
 use super::paths;
+use crate::datadir::registry::Machine;
 use crate::datadir::{DataDir, SCRIPT_FILE, SECRETS_FILE, is_never_served};
 use crate::fsutil::beneath::Dir;
-use crate::registry::Machine;
 
 /// Where `/files/<path>` is found for a machine.
 #[derive(Debug)]

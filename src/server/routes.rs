@@ -21,9 +21,9 @@ use super::secrets::{Redemption, SecretsGrant};
 use super::state::AppState;
 use crate::bootcfg::template::{self, Vars};
 use crate::bootcfg::variables::{self, MachineVars};
+use crate::datadir::registry::Machine;
 use crate::fsutil::beneath::Dir;
 use crate::names::Fingerprint;
-use crate::registry::Machine;
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()

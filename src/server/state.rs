@@ -15,10 +15,10 @@ use super::secrets::SecretStore;
 use crate::bootcfg::template::Vars;
 use crate::config::Config;
 use crate::datadir::DataDir;
+use crate::datadir::registry::{Machine, Registry};
+use crate::datadir::statefile::StateFile;
 use crate::names::Fingerprint;
-use crate::registry::{Machine, Registry};
 use crate::scratch::Scratch;
-use crate::statefile::StateFile;
 use anyhow::Context as _;
 
 pub struct AppState {

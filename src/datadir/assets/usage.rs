@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::bootcfg::refs::file_references;
+use crate::datadir::registry::Registry;
 use crate::datadir::{DataDir, SCRIPT_FILE};
 use crate::names::Fingerprint;
-use crate::registry::Registry;
 
 /// A boot script and the file names it fetches.
 #[derive(Debug, Clone)]

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ca::{CertInfo, Fingerprint};
 use crate::datadir::DataDir;
+use crate::datadir::statefile::StateFile;
 use crate::names::ProfileName;
-use crate::statefile::StateFile;
 
 const VERSION: u32 = 1;
 

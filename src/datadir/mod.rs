@@ -27,6 +27,17 @@
 //! profile's `profiles/<name>/` — holds [`SCRIPT_FILE`], optionally
 //! [`VARS_FILE`] and [`SECRETS_FILE`], and any file its machines fetch under
 //! `/files/`, except the [`NEVER_SERVED`] ones.
+//!
+//! Beside the layout, this folder holds the state kept in the data directory:
+//! the machine registry ([`registry`]), profiles ([`profiles`]), the shared
+//! assets store ([`assets`]), the versioned JSON files they are written as
+//! ([`statefile`]) and the permission check `serve` runs on it ([`permcheck`]).
+
+pub mod assets;
+pub mod permcheck;
+pub mod profiles;
+pub mod registry;
+pub mod statefile;
 
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
