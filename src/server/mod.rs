@@ -29,6 +29,7 @@ pub(crate) mod paths;
 mod poll;
 mod record;
 mod reload;
+mod render_cache;
 pub(crate) mod resolve;
 mod routes;
 mod scratch;
