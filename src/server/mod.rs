@@ -25,6 +25,7 @@ mod identity;
 mod legacy_tls;
 mod live_tree;
 mod metrics;
+mod openssl_signer;
 pub(crate) mod paths;
 mod poll;
 mod record;
