@@ -1,11 +1,11 @@
 //! How long `bootgate image build` takes per image, per platform.
 //!
 //! ```text
-//! cargo run --release --example image_bench -- [RUNS] [ASSETS_DIR]
+//! cargo run --release --example image_bench -- [RUNS] [FIRMWARE_DIR]
 //! ```
 //! Makes a throw-away data directory with one machine, then builds each
 //! platform's image RUNS times (default 20) into a temporary folder, from
-//! ASSETS_DIR (default: `.cache/assets`, filled by `scripts/fetch-assets`).
+//! FIRMWARE_DIR (default: `.cache/firmware`, filled by `scripts/fetch-firmware`).
 //! Also times one image with an 8 GiB cache partition (formatted ext4 by
 //! mke2fs; the image's holes are not hashed unless asked). The goal is well
 //! under a second per image.
@@ -19,25 +19,25 @@ use std::time::{Duration, Instant};
 use bootgate::datadir::DataDir;
 use bootgate::disk::Size;
 use bootgate::image::{BuildOptions, Platform, Silent};
-use bootgate::setup::{CaSource, InitOptions, ServerCertSource};
+use bootgate::init::{CaSource, InitOptions, ServerCertSource};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let runs: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(20);
-    let assets = args
+    let firmware = args
         .next()
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/assets"));
-    if !assets.join("ipxe").is_dir() {
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/firmware"));
+    if !firmware.join("ipxe").is_dir() {
         anyhow::bail!(
-            "no firmware under {}: run scripts/fetch-assets or pass an assets folder",
-            assets.display()
+            "no firmware under {}: run scripts/fetch-firmware or pass a firmware folder",
+            firmware.display()
         );
     }
 
     let tmp = tempfile::tempdir()?;
     let data_path = tmp.path().join("data");
-    bootgate::setup::init(
+    bootgate::init::create(
         &data_path,
         &InitOptions {
             server_names: vec!["boot.example.com".into()],
@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
         },
     )?;
     let data = DataDir::open(&data_path)?;
-    bootgate::machines::add(&data, &"bench-1".parse()?, None)?;
+    bootgate::enrollment::add(&data, &"bench-1".parse()?, None)?;
 
     let keep = std::env::var_os("BOOTGATE_BENCH_KEEP").map(PathBuf::from);
     let out_dir = keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
         machine: "bench-1".into(),
         platform,
         output: out_dir.join(format!("{platform}.img")),
-        assets: vec![assets.clone()],
+        firmware_dirs: vec![firmware.clone()],
         server_url: server_url.clone(),
         size: None,
         cache_size: cache,
@@ -65,8 +65,8 @@ fn main() -> anyhow::Result<()> {
     };
 
     println!(
-        "{runs} builds per platform, assets from {}",
-        assets.display()
+        "{runs} builds per platform, firmware from {}",
+        firmware.display()
     );
     println!(
         "{:<11} {:>9} {:>9} {:>9} {:>10}",

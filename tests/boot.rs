@@ -2,9 +2,9 @@
 //! build`, booted by `bootgate try` in QEMU under the firmware each platform
 //! has in the field (OVMF, AAVMF, U-Boot), with trixie's stock iPXE.
 //!
-//! Needs the system packages and fetched assets that `scripts/test` installs;
-//! a missing piece fails the test with a message naming it. Console and server
-//! logs are kept under `target/e2e-logs/` for inspection after a failure.
+//! Needs the system packages, firmware and kernels that `scripts/test` installs
+//! and fetches; a missing piece fails the test with a message naming it. Console
+//! and server logs are kept under `target/e2e-logs/` for inspection after a failure.
 
 mod support;
 
@@ -17,7 +17,7 @@ use support::*;
 /// A busybox initramfs whose /init prints the `e2e.*` kernel parameters
 /// after a marker, then powers off.
 fn initramfs(arch: &str, out: &Path) {
-    let busybox = std::fs::read(test_asset(&format!("busybox-{arch}"))).unwrap();
+    let busybox = std::fs::read(test_boot_file(&format!("busybox-{arch}"))).unwrap();
     let init = b"#!/bin/busybox sh\n\
         /bin/busybox mount -t proc proc /proc\n\
         set -- $(/bin/busybox cat /proc/cmdline)\n\
@@ -77,7 +77,7 @@ fn build_image(env: &Env, machine: &str, platform: &str) -> PathBuf {
             "--output",
             image.to_str().unwrap(),
         ])
-        .env("BOOTGATE_ASSETS", fetched_cache().join("assets"))
+        .env("BOOTGATE_FIRMWARE", fetched_cache().join("firmware"))
         .output()
         .unwrap();
     assert!(
@@ -104,7 +104,7 @@ fn try_boot(env: &Env, name: &str, image: &Path, platform: &str, extra: &[&str])
     args.extend_from_slice(extra);
     let out = env
         .command(&args)
-        .env("BOOTGATE_ASSETS", fetched_cache().join("assets"))
+        .env("BOOTGATE_FIRMWARE", fetched_cache().join("firmware"))
         .output()
         .unwrap();
     // What `bootgate try` said (verdict and duration), beside the console.
@@ -154,7 +154,7 @@ struct KernelBoot {
     kernel: &'static str,
     console: &'static str,
     setup: Setup,
-    /// U-Boot to run instead of the assets' one (Pi images under QEMU).
+    /// U-Boot to run instead of the firmware folder's one (Pi images under QEMU).
     firmware: Option<PathBuf>,
     /// A device tree for the profile's `--dtb` (shared profiles only), and
     /// the model it names, which the kernel must report.
@@ -210,7 +210,7 @@ fn kernel_boot(run: KernelBoot) -> String {
             assert!(run.dtb.is_none(), "a device tree needs a shared profile");
             let fp = env.add_machine(name);
             let files = env.files(&fp);
-            std::fs::copy(test_asset(kernel), files.join("vmlinuz")).unwrap();
+            std::fs::copy(test_boot_file(kernel), files.join("vmlinuz")).unwrap();
             std::fs::copy(&initrd, files.join("initrd.img")).unwrap();
             std::fs::write(
                 files.join("boot.ipxe"),
@@ -229,7 +229,7 @@ fn kernel_boot(run: KernelBoot) -> String {
             env.ok(&[
                 "asset",
                 "add",
-                test_asset(kernel).to_str().unwrap(),
+                test_boot_file(kernel).to_str().unwrap(),
                 "--name",
                 "vmlinuz",
             ]);
@@ -372,7 +372,7 @@ fn fixed_uboot() -> PathBuf {
     let stamp = fetched_cache().join("versions");
     let versions = std::fs::read_to_string(&stamp).unwrap_or_else(|e| {
         panic!(
-            "{}: {e}: run scripts/fetch-assets (scripts/test does)",
+            "{}: {e}: run scripts/fetch-firmware (scripts/test does)",
             stamp.display()
         )
     });
@@ -677,7 +677,7 @@ fn killing_bootgate_try_stops_its_emulator() {
             "--timeout",
             "300",
         ])
-        .env("BOOTGATE_ASSETS", fetched_cache().join("assets"))
+        .env("BOOTGATE_FIRMWARE", fetched_cache().join("firmware"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

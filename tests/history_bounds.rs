@@ -118,22 +118,22 @@ fn file_and_memory_stay_bounded_over_many_pruning_cycles() {
     assert_eq!(stats.written.load(Ordering::Relaxed), total);
 
     // Only the newest KEPT events are left, and the boots went with theirs.
-    let reader = store.reader().unwrap();
-    assert_eq!(reader.event_count().unwrap(), KEPT);
-    let newest = reader
+    let snapshot = store.snapshot().unwrap();
+    assert_eq!(snapshot.event_count().unwrap(), KEPT);
+    let newest = snapshot
         .events(&EventQuery {
             limit: Some(1),
             ..Default::default()
         })
         .unwrap();
     assert_eq!(newest[0].path, event(total - 1).path);
-    let boots = reader.boots("gateway-000", 1_000).unwrap();
+    let boots = snapshot.boots("gateway-000", 1_000).unwrap();
     assert!(
         boots.len() as u64 <= KEPT / MACHINES / 3 + 1,
         "{} boots of gateway-000 kept",
         boots.len()
     );
-    drop(reader);
+    drop(snapshot);
 
     let usage = store.usage();
     let rss = status_kib("VmRSS:") * 1024;

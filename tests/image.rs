@@ -3,8 +3,8 @@
 //! `fsck.ext4 -n`, `bmaptool` and boot2container's own `init.sh`
 //! (`tests/fixtures/boot2container/`). Most use small fake firmware files
 //! (what is checked is the layout, not the firmware); one test builds every
-//! platform from the real Debian files that `scripts/fetch-assets` puts in
-//! `.cache/assets`.
+//! platform from the real Debian files that `scripts/fetch-firmware` puts in
+//! `.cache/firmware`.
 
 mod support;
 
@@ -19,8 +19,8 @@ use bootgate::datadir::DataDir;
 use bootgate::disk::Size;
 use bootgate::image::esl;
 use bootgate::image::{BuildOptions, BuildReport, ImageError, Platform, Silent};
+use bootgate::init::{CaSource, InitOptions, ServerCertSource};
 use bootgate::registry::MachineName;
-use bootgate::setup::{CaSource, InitOptions, ServerCertSource};
 use sha2::{Digest, Sha256};
 
 const MIB: u64 = 1 << 20;
@@ -30,7 +30,7 @@ const GIB: u64 = 1 << 30;
 /// slow part): machine `gw-1`, and `old-1`, revoked.
 struct Fixture {
     data: DataDir,
-    fake_assets: PathBuf,
+    fake_firmware: PathBuf,
     scratch: PathBuf,
 }
 
@@ -41,7 +41,7 @@ fn fixture() -> &'static Fixture {
         let _ = fs::remove_dir_all(&root);
         fs::create_dir_all(&root).unwrap();
         let data_path = root.join("data");
-        bootgate::setup::init(
+        bootgate::init::create(
             &data_path,
             &InitOptions {
                 server_names: vec!["boot.example.com".into()],
@@ -53,16 +53,16 @@ fn fixture() -> &'static Fixture {
         .unwrap();
         let data = DataDir::open(&data_path).unwrap();
         for name in ["gw-1", "old-1"] {
-            bootgate::machines::add(&data, &name.parse::<MachineName>().unwrap(), None).unwrap();
+            bootgate::enrollment::add(&data, &name.parse::<MachineName>().unwrap(), None).unwrap();
         }
-        bootgate::machines::revoke(&data, "old-1").unwrap();
-        let fake_assets = root.join("fake-assets");
-        make_fake_assets(&fake_assets);
+        bootgate::enrollment::revoke(&data, "old-1").unwrap();
+        let fake_firmware = root.join("fake-firmware");
+        make_fake_firmware(&fake_firmware);
         let scratch = root.join("scratch");
         fs::create_dir_all(&scratch).unwrap();
         Fixture {
             data,
-            fake_assets,
+            fake_firmware,
             scratch,
         }
     })
@@ -80,7 +80,7 @@ fn fake_bytes(name: &str, len: usize) -> Vec<u8> {
     out
 }
 
-fn make_fake_assets(root: &Path) {
+fn make_fake_firmware(root: &Path) {
     let files = [
         ("ipxe/ipxe-amd64.efi", 990_000),
         ("ipxe/ipxe-arm64.efi", 1_010_000),
@@ -118,11 +118,11 @@ fn make_fake_assets(root: &Path) {
     }
 }
 
-fn real_assets() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/assets");
+fn real_firmware() -> PathBuf {
+    let dir = support::fetched_cache().join("firmware");
     assert!(
         dir.join("ipxe/ipxe-amd64.efi").is_file(),
-        "the real firmware files are missing from {}: run scripts/fetch-assets first",
+        "the real firmware files are missing from {}: run scripts/fetch-firmware first",
         dir.display()
     );
     dir
@@ -134,7 +134,7 @@ fn options(platform: Platform, name: &str) -> BuildOptions {
         machine: "gw-1".into(),
         platform,
         output: f.scratch.join(name),
-        assets: vec![f.fake_assets.clone()],
+        firmware_dirs: vec![f.fake_firmware.clone()],
         server_url: None,
         size: None,
         cache_size: None,
@@ -564,16 +564,16 @@ fn refuses_bad_input_and_loses_nothing() {
     assert!(matches!(err, ImageError::UnknownPlatform { .. }));
 
     let mut missing = options(Platform::Rpi3, "refusals/missing.img");
-    let empty = dir.join("empty-assets");
+    let empty = dir.join("empty-firmware");
     fs::create_dir_all(&empty).unwrap();
-    missing.assets = vec![empty.clone()];
+    missing.firmware_dirs = vec![empty.clone()];
     // Only meaningful where the host has no Raspberry Pi firmware in /usr/lib.
     if !Path::new("/usr/lib/raspi-firmware/start.elf").exists() {
         let err = build_err(&missing);
         let text = err.to_string();
         assert!(matches!(
             err.downcast_ref::<ImageError>(),
-            Some(ImageError::MissingAssets(_))
+            Some(ImageError::FirmwareMissing(_))
         ));
         assert!(
             text.contains("raspi-firmware/start.elf (Debian package raspi-firmware)"),
@@ -598,7 +598,7 @@ fn refuses_bad_input_and_loses_nothing() {
     names.sort();
     assert_eq!(
         names,
-        ["empty-assets", "existing.img", "existing.img.bmap"],
+        ["empty-firmware", "existing.img", "existing.img.bmap"],
         "nothing else was written"
     );
 }
@@ -624,10 +624,10 @@ fn images_are_reproducible_and_take_the_server_url() {
 
 #[test]
 fn real_firmware_builds_every_platform() {
-    let assets = real_assets();
+    let firmware = real_firmware();
     for platform in Platform::ALL {
         let mut opts = options(platform, &format!("real-{platform}.img"));
-        opts.assets = vec![assets.clone()];
+        opts.firmware_dirs = vec![firmware.clone()];
         let report = build(&opts);
         check_common(&report);
         fsck_boot_partition(&report);
@@ -635,7 +635,7 @@ fn real_firmware_builds_every_platform() {
         for file in &report.files {
             if let Some(from) = &file.from {
                 assert!(
-                    from.starts_with(&assets),
+                    from.starts_with(&firmware),
                     "{} came from {}",
                     file.path,
                     from.display()
@@ -659,8 +659,8 @@ fn command_line_builds_and_lists() {
             .args(["image", "build", "--machine", "gw-1", "--platform", "rpi3"])
             .arg("--output")
             .arg(&out)
-            .arg("--assets")
-            .arg(&f.fake_assets)
+            .arg("--firmware-dir")
+            .arg(&f.fake_firmware)
             .args(extra)
             .output()
             .unwrap()
@@ -700,18 +700,23 @@ fn command_line_builds_and_lists() {
     );
     assert_eq!(json["fingerprint"].as_str().unwrap(), m.fingerprint);
 
+    // The former variable name is still read, after the current one.
+    let old_name = f.scratch.join("firmware-by-old-name");
     let list = Command::new(bin)
         .args(["image", "platforms"])
-        .env("BOOTGATE_ASSETS", &f.fake_assets)
+        .env("BOOTGATE_FIRMWARE", &f.fake_firmware)
+        .env("BOOTGATE_ASSETS", &old_name)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(list.status.success());
     assert!(text.contains("[u-boot-rpi] found"), "{text}");
-    assert!(
-        text.contains(&f.fake_assets.display().to_string()),
-        "{text}"
+    let searched = format!(
+        "Searched here: {}, {}, /usr/lib",
+        f.fake_firmware.display(),
+        old_name.display()
     );
+    assert!(text.contains(&searched), "{searched} in\n{text}");
 }
 
 /// A system tool, found in `$PATH` or the sbin folders.
@@ -981,7 +986,7 @@ fn in_namespace(script: &str) -> std::process::Output {
         .arg("ns")
         .arg(env!("CARGO_BIN_EXE_bootgate"))
         .arg(f.data.root())
-        .arg(&f.fake_assets)
+        .arg(&f.fake_firmware)
         .output()
         .expect("unshare (util-linux) runs")
 }
@@ -994,7 +999,7 @@ fn full_disks_and_other_file_systems_leave_no_partial_output() {
     let script = format!(
         r#"set -u
 root={root:?}
-build() {{ "$1" --data "$2" image build --machine gw-1 --platform rpi4 --assets "$3" --cache-size 8G "${{@:4}}"; }}
+build() {{ "$1" --data "$2" image build --machine gw-1 --platform rpi4 --firmware-dir "$3" --cache-size 8G "${{@:4}}"; }}
 for size in 1m 5m 12m; do
     mkdir -p "$root/$size"
     mount -t tmpfs -o size=$size tmpfs "$root/$size" || exit 99
@@ -1055,8 +1060,8 @@ fn ctrl_c_stops_the_build_and_removes_its_files() {
         .arg("--data")
         .arg(f.data.root())
         .args(["image", "build", "--machine", "gw-1", "--platform", "rpi4"])
-        .arg("--assets")
-        .arg(&f.fake_assets)
+        .arg("--firmware-dir")
+        .arg(&f.fake_firmware)
         .args(["--cache-size", "64G", "--sha256", "--output"])
         .arg(dir.join("gw.img"))
         .stdout(std::process::Stdio::piped())
@@ -1096,8 +1101,8 @@ fn image_files_do_not_depend_on_the_umask() {
             .args(["image", "build", "--machine", "gw-1", "--platform", "rpi3"])
             .arg("--output")
             .arg(&out)
-            .arg("--assets")
-            .arg(&f.fake_assets);
+            .arg("--firmware-dir")
+            .arg(&f.fake_firmware);
         // SAFETY: umask is async-signal-safe and touches no memory.
         unsafe {
             cmd.pre_exec(move || {

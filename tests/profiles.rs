@@ -816,8 +816,8 @@ fn auto_cache_is_warned_about_where_it_can_wipe_a_card() {
 
     env.add_with_profile("gw-1", "gw");
     env.add_with_profile("lab-1", "lab");
-    let assets = env.tmp.path().join("firmware");
-    write(&assets.join("ipxe/ipxe-amd64.efi"), b"MZ fake ipxe");
+    let firmware = env.tmp.path().join("firmware");
+    write(&firmware.join("ipxe/ipxe-amd64.efi"), b"MZ fake ipxe");
     let build = |machine: &str, extra: &[&str]| {
         let out_file = env
             .tmp
@@ -830,8 +830,8 @@ fn auto_cache_is_warned_about_where_it_can_wipe_a_card() {
             machine,
             "--platform",
             "x86_64-efi",
-            "--assets",
-            assets.to_str().unwrap(),
+            "--firmware-dir",
+            firmware.to_str().unwrap(),
             "--output",
             out_file.to_str().unwrap(),
         ];

@@ -112,7 +112,7 @@ fn gateway_disk(dir: &Path) -> PathBuf {
 /// A busybox initramfs whose /init prints the `e2e.*` kernel parameters
 /// after a marker, then powers off.
 fn initramfs(out: &Path) {
-    let busybox = std::fs::read(test_asset("busybox-amd64")).unwrap();
+    let busybox = std::fs::read(test_boot_file("busybox-amd64")).unwrap();
     let init = b"#!/bin/busybox sh\n\
         /bin/busybox mount -t proc proc /proc\n\
         set -- $(/bin/busybox cat /proc/cmdline)\n\
@@ -190,7 +190,7 @@ fn keep_server_log(name: &str, server: &Server) {
 fn original_files(env: &Env, fingerprint: &str) {
     let files = env.files(fingerprint);
     std::fs::create_dir_all(&files).unwrap();
-    std::fs::copy(test_asset("vmlinuz-amd64"), files.join("kernel")).unwrap();
+    std::fs::copy(test_boot_file("vmlinuz-amd64"), files.join("kernel")).unwrap();
     initramfs(&files.join("initrd"));
     std::fs::write(
         files.join("boot.ipxe"),

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::datadir::DataDir;
-use crate::image::{AssetSearch, Platform, esl};
+use crate::image::{FirmwareSearch, Platform, esl};
 use crate::vm::{self, Board, Echo, Launch, Run};
 
 #[derive(Debug, Args)]
@@ -23,7 +23,7 @@ pub struct TryArgs {
     /// to iPXE's DHCP attempt: that board has no network iPXE can drive).
     #[arg(long, default_value = "virt")]
     board: Board,
-    /// U-Boot to run instead of the assets' build (rpi3 and rpi4 images),
+    /// U-Boot to run instead of the firmware folders' build (rpi3 and rpi4 images),
     /// e.g. a `qemu_arm64` build from scripts/build-uboot-virtio-fix.
     #[arg(long, value_name = "FILE")]
     firmware: Option<PathBuf>,
@@ -41,9 +41,9 @@ pub struct TryArgs {
     /// Where to keep the serial console log (default: a file beside the image).
     #[arg(long)]
     log: Option<PathBuf>,
-    /// Extra folders to look for firmware in (like `image build --assets`).
-    #[arg(long = "assets", value_name = "DIR")]
-    assets: Vec<PathBuf>,
+    /// Extra folders to look for firmware in (like `image build --firmware-dir`).
+    #[arg(long = "firmware-dir", alias = "assets", value_name = "DIR")]
+    firmware_dirs: Vec<PathBuf>,
     /// Run the guest with KVM (same architecture as the host only) instead of
     /// emulating it.
     #[arg(long)]
@@ -97,7 +97,7 @@ pub fn run(dir: &DataDir, args: TryArgs) -> Result<()> {
             firmware: args.firmware.clone(),
             ca_esl,
             work_dir: work.path().to_path_buf(),
-            assets: AssetSearch::new(&args.assets),
+            firmware_search: FirmwareSearch::new(&args.firmware_dirs),
             memory_mib: args.memory,
             kvm: args.kvm,
         },
@@ -117,9 +117,9 @@ pub fn run(dir: &DataDir, args: TryArgs) -> Result<()> {
         args.board.machine(args.platform),
         log.display()
     );
-    let outcome = vm::boot(run)?;
+    let report = vm::boot(run)?;
     println!();
-    match outcome.result {
+    match report.result {
         Ok(()) if offline_goal => {
             eprintln!(
                 "bootgate: boot went as far as {} allows in {:.1} s ({}): iPXE ran its \
@@ -127,22 +127,22 @@ pub fn run(dir: &DataDir, args: TryArgs) -> Result<()> {
                  so the network stage (an address, the boot server, TLS, the kernel) cannot be \
                  reached and was not tested: use --board virt for it",
                 args.board,
-                outcome.elapsed.as_secs_f64(),
-                outcome.stage.describe(),
+                report.elapsed.as_secs_f64(),
+                report.stage.describe(),
             );
             Ok(())
         }
         Ok(()) => {
             eprintln!(
                 "bootgate: boot succeeded ({}) in {:.1} s",
-                outcome.stage.describe(),
-                outcome.elapsed.as_secs_f64()
+                report.stage.describe(),
+                report.elapsed.as_secs_f64()
             );
             Ok(())
         }
         Err(failure) => bail!(
             "boot failed after {:.1} s: {failure} (console log: {})",
-            outcome.elapsed.as_secs_f64(),
+            report.elapsed.as_secs_f64(),
             log.display()
         ),
     }

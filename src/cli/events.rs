@@ -1,5 +1,5 @@
 //! `bootgate events`: the boot history, as lines or JSON, optionally followed.
-//! Also the text forms of events and boots that `machine show` prints.
+//! The lines themselves are [`crate::events::text`]'s.
 
 use std::io::Write;
 use std::time::Duration;
@@ -8,9 +8,9 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::datadir::DataDir;
-use crate::events::duration::{Span, bytes};
-use crate::events::reader::History;
-use crate::events::{BootDetail, Event, EventQuery, Kind, Timestamp};
+use crate::events::duration::Span;
+use crate::events::history::History;
+use crate::events::{Event, EventQuery, Timestamp, text};
 use crate::registry::Registry;
 
 /// Events printed without `--since` or `--limit`.
@@ -85,7 +85,7 @@ fn print_events(dir: &DataDir, args: EventsArgs) -> Result<()> {
     let events = history.events(&query)?;
     let mut out = std::io::stdout().lock();
     if !args.json && (!events.is_empty() || args.follow) {
-        writeln!(out, "{}", header())?;
+        writeln!(out, "{}", text::header())?;
     }
     for event in &events {
         print(&mut out, event, args.json)?;
@@ -131,122 +131,7 @@ fn print(out: &mut impl Write, event: &Event, json: bool) -> Result<()> {
     if json {
         writeln!(out, "{}", serde_json::to_string(event)?)?;
     } else {
-        writeln!(out, "{}", line(event).trim_end())?;
-    }
-    Ok(())
-}
-
-fn header() -> String {
-    format!(
-        "{:24}  {:12}  {:21}  {:32}  {:>6}  {:>10}  {:>8}  NOTES",
-        "TIME", "MACHINE", "PEER", "REQUEST", "STATUS", "SENT", "DURATION"
-    )
-}
-
-/// One event as a line of text.
-pub fn line(e: &Event) -> String {
-    let request = match e.kind {
-        Kind::Handshake => "TLS handshake".to_string(),
-        Kind::Request => format!(
-            "{} {}",
-            e.method.as_deref().unwrap_or("?"),
-            e.path.as_deref().unwrap_or("?")
-        ),
-    };
-    format!(
-        "{:24}  {:12}  {:21}  {:32}  {:>6}  {:>10}  {:>8}  {}",
-        e.time.display_ms(),
-        e.machine.as_deref().unwrap_or("-"),
-        e.peer,
-        request,
-        e.status.map_or("-".into(), |s| s.to_string()),
-        match e.kind {
-            Kind::Handshake => "-".into(),
-            Kind::Request => sent(e),
-        },
-        format!("{} ms", e.duration_ms),
-        notes(e)
-    )
-}
-
-/// `8.1 MiB`, or `1.0 MiB of 64.0 MiB` for a body cut short.
-fn sent(e: &Event) -> String {
-    match e.expected_bytes {
-        Some(expected) if expected != e.bytes => {
-            format!("{} of {}", bytes(e.bytes), bytes(expected))
-        }
-        _ => bytes(e.bytes),
-    }
-}
-
-fn notes(e: &Event) -> String {
-    let mut notes = Vec::new();
-    if let Some(reason) = e.failure_reason() {
-        notes.push(format!("failed: {reason}"));
-    }
-    for (name, value) in [
-        ("mac", &e.mac),
-        ("platform", &e.platform),
-        ("buildarch", &e.buildarch),
-        ("subject", &e.subject),
-        ("issuer", &e.issuer),
-    ] {
-        if let Some(value) = value {
-            notes.push(format!("{name}={value:?}"));
-        }
-    }
-    if e.machine.is_none()
-        && let Some(fp) = &e.fingerprint
-    {
-        notes.push(format!("fingerprint={fp}"));
-    }
-    notes.join(" ")
-}
-
-/// A boot and its requests, as `machine show` prints them.
-pub fn print_boot(out: &mut impl Write, detail: &BootDetail) -> Result<()> {
-    let b = &detail.boot;
-    let mut facts = Vec::new();
-    for (name, value) in [
-        ("mac", &b.mac),
-        ("platform", &b.platform),
-        ("buildarch", &b.buildarch),
-    ] {
-        if let Some(value) = value {
-            facts.push(format!("{name}={value}"));
-        }
-    }
-    let open = if b.settled { "" } else { ", in progress" };
-    writeln!(
-        out,
-        "boot {} UTC from {}: {} ({} request(s), {}{open}) {}",
-        b.started.display_secs(),
-        b.peer,
-        b.outcome_text(),
-        b.requests,
-        bytes(b.bytes),
-        facts.join(" ")
-    )?;
-    if let Some(failed) = &b.failed_request {
-        writeln!(out, "  first failure: {failed}")?;
-    }
-    for e in &detail.requests {
-        let text = format!(
-            "  {:>9}  {:32}  {:>3}  {:>10}  {:>6} ms  {}",
-            format!("+{:.3}s", e.time.since(b.started).as_secs_f64()),
-            format!(
-                "{} {}",
-                e.method.as_deref().unwrap_or("?"),
-                e.path.as_deref().unwrap_or("?")
-            ),
-            e.status.map_or("-".into(), |s| s.to_string()),
-            sent(e),
-            e.duration_ms,
-            e.failure_reason()
-                .map(|r| format!("failed: {r}"))
-                .unwrap_or_default()
-        );
-        writeln!(out, "{}", text.trim_end())?;
+        writeln!(out, "{}", text::line(event).trim_end())?;
     }
     Ok(())
 }

@@ -11,8 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::datadir::DataDir;
 use crate::disk::{FatType, Size, TableKind};
+use crate::image::PartitionReport;
 use crate::image::build::{BOOT_LABEL, CACHE_LABEL, DEFAULT_BOOT_SIZE};
-use crate::image::{AssetSearch, BuildOptions, BuildReport, Platform, Progress, Role};
+use crate::image::{BuildOptions, BuildReport, FirmwareSearch, Platform, Progress, Role};
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -36,9 +37,9 @@ pub struct BuildArgs {
     pub output: PathBuf,
     /// Folder of firmware files laid out like /usr/lib (ipxe/, u-boot/,
     /// raspi-firmware/, linux-image-*/); repeatable, searched before
-    /// $BOOTGATE_ASSETS and /usr/lib.
-    #[arg(long = "assets", value_name = "DIR")]
-    pub assets: Vec<PathBuf>,
+    /// $BOOTGATE_FIRMWARE and /usr/lib.
+    #[arg(long = "firmware-dir", alias = "assets", value_name = "DIR")]
+    pub firmware_dirs: Vec<PathBuf>,
     /// URL the machine fetches its boot script from (default: the
     /// configuration's public URL).
     #[arg(long, value_name = "URL")]
@@ -69,7 +70,7 @@ pub fn run(data: &DataDir, cmd: ImageCommand) -> Result<()> {
     match cmd {
         ImageCommand::Build(args) => build(data, args),
         ImageCommand::Platforms => {
-            print!("{}", platforms_text(&AssetSearch::new(&[])));
+            print!("{}", platforms_text(&FirmwareSearch::new(&[])));
             Ok(())
         }
     }
@@ -81,7 +82,7 @@ fn build(data: &DataDir, args: BuildArgs) -> Result<()> {
         machine: args.machine,
         platform,
         output: args.output,
-        assets: args.assets,
+        firmware_dirs: args.firmware_dirs,
         server_url: args.server_url,
         size: args.size,
         cache_size: args.cache_size,
@@ -229,38 +230,7 @@ fn report_text(r: &BuildReport) -> String {
     };
     let _ = writeln!(s, "  partitions   {table} {}", r.disk_id);
     for p in &r.partitions {
-        let what = match p.role {
-            Role::Boot => match r.table {
-                TableKind::Gpt => format!(
-                    "boot, EFI system partition named {}, {} label {BOOT_LABEL}",
-                    p.name.as_deref().unwrap_or("-"),
-                    fat_name(r.fat.fat_type)
-                ),
-                TableKind::Mbr => format!("boot, {} label {BOOT_LABEL}", fat_name(r.fat.fat_type)),
-            },
-            Role::Cache => {
-                let fs = format!(
-                    "ext4 label {CACHE_LABEL} UUID {}",
-                    p.fs_uuid.as_deref().unwrap_or("-")
-                );
-                match r.table {
-                    TableKind::Gpt => format!("cache, name {CACHE_LABEL}, {fs}"),
-                    TableKind::Mbr => format!("cache, {fs}"),
-                }
-            }
-        };
-        let id = match r.table {
-            TableKind::Gpt => "GUID",
-            TableKind::Mbr => "PARTUUID",
-        };
-        let _ = writeln!(
-            s,
-            "    {}  {:>9} at {:>7}  {what}  ({id} {})",
-            p.number,
-            Size(p.len).to_string(),
-            Size(p.start).to_string(),
-            p.uuid
-        );
+        let _ = writeln!(s, "    {}", partition_line(r, p));
     }
     if r.cache().is_some() {
         let _ = writeln!(
@@ -277,6 +247,41 @@ fn report_text(r: &BuildReport) -> String {
          sudo dd if={path} of=/dev/sdX bs=4M conv=fsync status=progress"
     );
     s
+}
+
+/// One partition in the report: number, size, start, what it holds, its id.
+fn partition_line(r: &BuildReport, p: &PartitionReport) -> String {
+    let what = match p.role {
+        Role::Boot => match r.table {
+            TableKind::Gpt => format!(
+                "boot, EFI system partition named {}, {} label {BOOT_LABEL}",
+                p.name.as_deref().unwrap_or("-"),
+                fat_name(r.fat.fat_type)
+            ),
+            TableKind::Mbr => format!("boot, {} label {BOOT_LABEL}", fat_name(r.fat.fat_type)),
+        },
+        Role::Cache => {
+            let fs = format!(
+                "ext4 label {CACHE_LABEL} UUID {}",
+                p.fs_uuid.as_deref().unwrap_or("-")
+            );
+            match r.table {
+                TableKind::Gpt => format!("cache, name {CACHE_LABEL}, {fs}"),
+                TableKind::Mbr => format!("cache, {fs}"),
+            }
+        }
+    };
+    let id = match r.table {
+        TableKind::Gpt => "GUID",
+        TableKind::Mbr => "PARTUUID",
+    };
+    format!(
+        "{}  {:>9} at {:>7}  {what}  ({id} {})",
+        p.number,
+        Size(p.len).to_string(),
+        Size(p.start).to_string(),
+        p.uuid
+    )
 }
 
 fn report_json(r: &BuildReport) -> serde_json::Value {
@@ -316,7 +321,7 @@ fn report_json(r: &BuildReport) -> serde_json::Value {
 
 /// `bootgate image platforms`: each platform, its disk layout, the firmware it
 /// needs (found or not) and the files bootgate generates.
-pub fn platforms_text(search: &AssetSearch) -> String {
+pub fn platforms_text(search: &FirmwareSearch) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     for platform in Platform::ALL {
@@ -331,15 +336,15 @@ pub fn platforms_text(search: &AssetSearch) -> String {
             Size(DEFAULT_BOOT_SIZE)
         );
         let _ = writeln!(s, "  firmware:");
-        for asset in platform.assets() {
-            let status = match search.find(asset.source) {
+        for file in platform.firmware() {
+            let status = match search.find(file.source) {
                 Ok(path) => format!("found {}", path.display()),
                 Err(_) => "MISSING".to_string(),
             };
             let _ = writeln!(
                 s,
                 "    {:<46} -> {:<24} [{}] {status}",
-                asset.source, asset.dest, asset.package
+                file.source, file.dest, file.package
             );
         }
         let _ = writeln!(s, "  generated:");
@@ -355,9 +360,9 @@ pub fn platforms_text(search: &AssetSearch) -> String {
         .collect();
     let _ = writeln!(
         s,
-        "Firmware files are looked up under each `image build --assets DIR`, then ${} \
+        "Firmware files are looked up under each `image build --firmware-dir DIR`, then ${} \
          (colon-separated), then /usr/lib. Searched here: {}",
-        crate::image::ASSETS_ENV,
+        crate::image::FIRMWARE_ENV,
         roots.join(", ")
     );
     s
@@ -386,7 +391,7 @@ mod tests {
             "rpi4",
             "-o",
             "gw.img",
-            "--assets",
+            "--firmware-dir",
             "a",
             "--assets",
             "b",
@@ -397,7 +402,17 @@ mod tests {
         let ImageCommand::Build(args) = h.image else {
             panic!()
         };
-        assert_eq!(args.assets.len(), 2);
+        assert_eq!(args.firmware_dirs, [PathBuf::from("a"), PathBuf::from("b")]);
+        let help = Harness::command()
+            .find_subcommand_mut("build")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("--firmware-dir <DIR>"), "{help}");
+        assert!(
+            !help.contains("--assets"),
+            "the old name stays hidden: {help}"
+        );
         assert_eq!(args.cache_size, Some(Size(8 << 30)));
         assert!(
             Harness::try_parse_from([
@@ -418,7 +433,7 @@ mod tests {
 
     #[test]
     fn platforms_listing_names_packages_and_search_path() {
-        let text = platforms_text(&AssetSearch::from_roots(vec![PathBuf::from(
+        let text = platforms_text(&FirmwareSearch::from_roots(vec![PathBuf::from(
             "/nonexistent",
         )]));
         for needle in [

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::datadir::DataDir;
-use crate::setup::{self, CaSource, InitOptions, ServerCertSource};
+use crate::init::{self, CaSource, InitOptions, ServerCertSource};
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -48,7 +48,7 @@ pub fn run(dir: &DataDir, args: InitArgs) -> Result<()> {
         ca,
         server_cert,
     };
-    let report = setup::init(dir.root(), &opts)?;
+    let report = init::create(dir.root(), &opts)?;
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
     }

@@ -8,12 +8,13 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::events::{SourceArgs, print_boot};
+use super::events::SourceArgs;
 use crate::datadir::DataDir;
+use crate::enrollment;
 use crate::events::duration::ago;
-use crate::events::reader::History;
+use crate::events::history::History;
+use crate::events::text::print_boot;
 use crate::events::{Boot, BootDetail, MachineSeen, Timestamp};
-use crate::machines;
 use crate::names::ProfileName;
 use crate::registry::{Machine, MachineName, Registry};
 
@@ -95,169 +96,192 @@ pub struct RevokeArgs {
 pub fn run(dir: &DataDir, cmd: MachineCommand) -> Result<()> {
     let dir = DataDir::open(dir.root())?;
     match cmd {
-        MachineCommand::Add(args) => {
-            let machine = machines::add(&dir, &args.name, args.profile.as_ref())?;
-            eprintln!(
-                "enrolled {}: key and certificate in {} (the key is private: mode 0600)",
-                machine.name,
-                dir.machine_dir(machine.name.as_ref()).display()
-            );
-            let own = dir.machine_files_dir(&machine.fingerprint);
-            match &machine.profile {
-                Some(profile) => eprintln!(
-                    "boot script: profile {profile} ({}); per-machine overrides go in {}",
-                    dir.profile_dir(profile.as_ref())
-                        .join("boot.ipxe")
-                        .display(),
-                    own.display()
-                ),
-                None => eprintln!("boot script: {}", own.join("boot.ipxe").display()),
-            }
-            println!("{}", machine.fingerprint);
-        }
-        MachineCommand::Adopt(args) => {
-            let pem = std::fs::read_to_string(&args.cert)
-                .with_context(|| format!("reading {}", args.cert.display()))?;
-            let machine = machines::adopt(&dir, &pem, args.name.as_ref(), args.force)?;
-            let files = dir.machine_files_dir(&machine.fingerprint);
-            eprintln!("adopted {} ({})", machine.name, machine.fingerprint);
-            if crate::ca::x509_version(&crate::ca::der_from_pem(&pem)?)? == 1 {
-                let legacy = crate::config::Config::load(&dir)
-                    .map(|c| c.legacy_tls)
-                    .unwrap_or(false);
-                eprintln!(
-                    "note: an X.509 v1 certificate is accepted only from clients served by the legacy TLS stack (iPXE built before 2024){}",
-                    if legacy {
-                        ""
-                    } else {
-                        "; legacy_tls is off in bootgate.toml: turn it on for this machine to connect"
-                    }
-                );
-            }
-            if !files.join("boot.ipxe").is_file() {
-                eprintln!(
-                    "note: {} has no boot.ipxe yet; copy the old files/{}/ tree there",
-                    files.display(),
-                    machine.fingerprint
-                );
-            }
-            println!("{}", machine.fingerprint);
-        }
-        MachineCommand::List(args) => {
-            let registry = Registry::load(&dir)?;
-            let seen = history(&dir, &args.source)
-                .and_then(|h| h.machines())
-                .unwrap_or_else(|err| {
-                    eprintln!("warning: boot history unavailable: {err:#}");
-                    Vec::new()
-                });
-            let views: Vec<_> = registry
-                .machines()
-                .iter()
-                .map(|m| View::of(m, seen.iter().find(|s| s.machine == m.name.as_ref())))
-                .collect();
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&views)?);
+        MachineCommand::Add(args) => add(&dir, args),
+        MachineCommand::Adopt(args) => adopt(&dir, args),
+        MachineCommand::List(args) => list(&dir, args),
+        MachineCommand::Show(args) => show(&dir, args),
+        MachineCommand::SetProfile(args) => set_profile(&dir, args),
+        MachineCommand::Revoke(args) => revoke(&dir, args),
+    }
+}
+
+/// `machine add`: enrolls a new machine and says where its boot script goes.
+fn add(dir: &DataDir, args: AddArgs) -> Result<()> {
+    let machine = enrollment::add(dir, &args.name, args.profile.as_ref())?;
+    eprintln!(
+        "enrolled {}: key and certificate in {} (the key is private: mode 0600)",
+        machine.name,
+        dir.machine_dir(machine.name.as_ref()).display()
+    );
+    let own = dir.machine_files_dir(&machine.fingerprint);
+    match &machine.profile {
+        Some(profile) => eprintln!(
+            "boot script: profile {profile} ({}); per-machine overrides go in {}",
+            dir.profile_dir(profile.as_ref())
+                .join("boot.ipxe")
+                .display(),
+            own.display()
+        ),
+        None => eprintln!("boot script: {}", own.join("boot.ipxe").display()),
+    }
+    println!("{}", machine.fingerprint);
+    Ok(())
+}
+
+/// `machine adopt`: registers a certificate this CA issued elsewhere.
+fn adopt(dir: &DataDir, args: AdoptArgs) -> Result<()> {
+    let pem = std::fs::read_to_string(&args.cert)
+        .with_context(|| format!("reading {}", args.cert.display()))?;
+    let machine = enrollment::adopt(dir, &pem, args.name.as_ref(), args.force)?;
+    let files = dir.machine_files_dir(&machine.fingerprint);
+    eprintln!("adopted {} ({})", machine.name, machine.fingerprint);
+    if crate::ca::x509_version(&crate::ca::der_from_pem(&pem)?)? == 1 {
+        let legacy = crate::config::Config::load(dir)
+            .map(|c| c.legacy_tls)
+            .unwrap_or(false);
+        eprintln!(
+            "note: an X.509 v1 certificate is accepted only from clients served by the legacy TLS stack (iPXE built before 2024){}",
+            if legacy {
+                ""
             } else {
-                print_table(&views);
+                "; legacy_tls is off in bootgate.toml: turn it on for this machine to connect"
             }
+        );
+    }
+    if !files.join("boot.ipxe").is_file() {
+        eprintln!(
+            "note: {} has no boot.ipxe yet; copy the old files/{}/ tree there",
+            files.display(),
+            machine.fingerprint
+        );
+    }
+    println!("{}", machine.fingerprint);
+    Ok(())
+}
+
+/// `machine list`: every machine with what the history knows of it.
+fn list(dir: &DataDir, args: ListArgs) -> Result<()> {
+    let registry = Registry::load(dir)?;
+    let seen = history(dir, &args.source)
+        .and_then(|h| h.machines())
+        .unwrap_or_else(|err| {
+            eprintln!("warning: boot history unavailable: {err:#}");
+            Vec::new()
+        });
+    let views: Vec<_> = registry
+        .machines()
+        .iter()
+        .map(|m| View::of(m, seen.iter().find(|s| s.machine == m.name.as_ref())))
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&views)?);
+    } else {
+        print_table(&views);
+    }
+    Ok(())
+}
+
+/// `machine show`: one machine, its script, scratch space and latest boots.
+fn show(dir: &DataDir, args: ShowArgs) -> Result<()> {
+    let registry = Registry::load(dir)?;
+    let machine = registry.require(&args.name)?;
+    let (seen, boots) = match history(dir, &args.source).and_then(|h| {
+        let seen = h.machines()?.into_iter().find(|s| s.machine == args.name);
+        Ok((seen, h.boots(&args.name, args.boots)?))
+    }) {
+        Ok(found) => found,
+        Err(err) => {
+            eprintln!("warning: boot history unavailable: {err:#}");
+            (None, Vec::new())
         }
-        MachineCommand::Show(args) => {
-            let registry = Registry::load(&dir)?;
-            let machine = registry.require(&args.name)?;
-            let (seen, boots) = match history(&dir, &args.source).and_then(|h| {
-                let seen = h.machines()?.into_iter().find(|s| s.machine == args.name);
-                Ok((seen, h.boots(&args.name, args.boots)?))
-            }) {
-                Ok(found) => found,
-                Err(err) => {
-                    eprintln!("warning: boot history unavailable: {err:#}");
-                    (None, Vec::new())
-                }
-            };
-            let view = View::of(machine, seen.as_ref());
-            let unprovided = crate::server::unprovided_variables(&dir, machine)?;
-            let scratch = match super::scratch::status(&dir, machine) {
-                Ok(status) => status,
-                Err(err) => {
-                    eprintln!("warning: scratch space unavailable: {err:#}");
-                    None
-                }
-            };
-            let secret_in_script = super::scratch::script_holds_secret(&dir, machine);
-            if let Some(path) = &secret_in_script {
-                eprintln!(
-                    "warning: {} puts $s3_access_key in the boot script itself, which iPXE shows and logs; \
-                     move it to `secrets` and pass $secrets_url",
-                    path.display()
-                );
-            }
-            if args.json {
-                let shown = Shown {
-                    view,
-                    script: unprovided.as_ref().map(|(path, _)| path.as_path()),
-                    unprovided_variables: unprovided
-                        .as_ref()
-                        .map(|(_, names)| names.as_slice())
-                        .unwrap_or_default(),
-                    boots,
-                    scratch,
-                    secret_in_script: secret_in_script.is_some(),
-                };
-                println!("{}", serde_json::to_string_pretty(&shown)?);
-            } else {
-                print_details(&dir, &view);
-                print_script(unprovided.as_ref());
-                if let Some(status) = &scratch {
-                    print_scratch(status);
-                }
-                print_boots(&boots)?;
-            }
+    };
+    let view = View::of(machine, seen.as_ref());
+    let unprovided = crate::server::unprovided_variables(dir, machine)?;
+    let scratch = match super::scratch::status(dir, machine) {
+        Ok(status) => status,
+        Err(err) => {
+            eprintln!("warning: scratch space unavailable: {err:#}");
+            None
         }
-        MachineCommand::SetProfile(args) => {
-            let change = machines::set_profile(&dir, &args.name, args.profile.as_ref())?;
-            match &args.profile {
-                Some(profile) => eprintln!("{} now uses profile {profile}", args.name),
-                None => match &change.previous {
-                    Some(previous) => eprintln!("{} no longer uses profile {previous}", args.name),
-                    None => eprintln!("{} had no profile", args.name),
-                },
-            }
-            if let Some(path) = &change.removed_placeholder {
-                eprintln!(
-                    "removed {}: it was the placeholder from `machine add` and would have hidden the profile's script",
-                    path.display()
-                );
-            }
-            if let Some(path) = &change.shadowed_by {
-                eprintln!(
-                    "note: {} exists and is served instead of the profile's script; delete it to use the profile's",
-                    path.display()
-                );
-            }
+    };
+    let secret_in_script = super::scratch::script_holds_secret(dir, machine);
+    if let Some(path) = &secret_in_script {
+        eprintln!(
+            "warning: {} puts $s3_access_key in the boot script itself, which iPXE shows and logs; \
+             move it to `secrets` and pass $secrets_url",
+            path.display()
+        );
+    }
+    if args.json {
+        let shown = Shown {
+            view,
+            script: unprovided.as_ref().map(|(path, _)| path.as_path()),
+            unprovided_variables: unprovided
+                .as_ref()
+                .map(|(_, names)| names.as_slice())
+                .unwrap_or_default(),
+            boots,
+            scratch,
+            secret_in_script: secret_in_script.is_some(),
+        };
+        println!("{}", serde_json::to_string_pretty(&shown)?);
+    } else {
+        print_details(dir, &view);
+        print_script(unprovided.as_ref());
+        if let Some(status) = &scratch {
+            print_scratch(status);
         }
-        MachineCommand::Revoke(args) => {
-            if machines::revoke(&dir, &args.name)? {
-                eprintln!(
-                    "revoked {}; a running server refuses it from its next request",
-                    args.name
-                );
-            } else {
-                eprintln!("{} was already revoked", args.name);
-            }
-            let registry = Registry::load(&dir)?;
-            let machine = registry.require(&args.name)?;
-            match super::scratch::revoke_keys(&dir, machine) {
-                Ok(Some(n)) => eprintln!("deleted {n} scratch key(s) of {}", args.name),
-                Ok(None) => {}
-                Err(err) => anyhow::bail!(
-                    "{} is revoked, but its scratch key could not be deleted: {err:#}; \
-                     run `bootgate machine revoke {}` again once the object store answers",
-                    args.name,
-                    args.name
-                ),
-            }
-        }
+        print_boots(&boots)?;
+    }
+    Ok(())
+}
+
+/// `machine set-profile`: switches a machine to a profile (or none).
+fn set_profile(dir: &DataDir, args: SetProfileArgs) -> Result<()> {
+    let change = enrollment::set_profile(dir, &args.name, args.profile.as_ref())?;
+    match &args.profile {
+        Some(profile) => eprintln!("{} now uses profile {profile}", args.name),
+        None => match &change.previous {
+            Some(previous) => eprintln!("{} no longer uses profile {previous}", args.name),
+            None => eprintln!("{} had no profile", args.name),
+        },
+    }
+    if let Some(path) = &change.removed_placeholder {
+        eprintln!(
+            "removed {}: it was the placeholder from `machine add` and would have hidden the profile's script",
+            path.display()
+        );
+    }
+    if let Some(path) = &change.shadowed_by {
+        eprintln!(
+            "note: {} exists and is served instead of the profile's script; delete it to use the profile's",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// `machine revoke`: revokes a machine and deletes its scratch keys.
+fn revoke(dir: &DataDir, args: RevokeArgs) -> Result<()> {
+    if enrollment::revoke(dir, &args.name)? {
+        eprintln!(
+            "revoked {}; a running server refuses it from its next request",
+            args.name
+        );
+    } else {
+        eprintln!("{} was already revoked", args.name);
+    }
+    let registry = Registry::load(dir)?;
+    let machine = registry.require(&args.name)?;
+    match super::scratch::revoke_keys(dir, machine) {
+        Ok(Some(n)) => eprintln!("deleted {n} scratch key(s) of {}", args.name),
+        Ok(None) => {}
+        Err(err) => anyhow::bail!(
+            "{} is revoked, but its scratch key could not be deleted: {err:#}; \
+             run `bootgate machine revoke {}` again once the object store answers",
+            args.name,
+            args.name
+        ),
     }
     Ok(())
 }

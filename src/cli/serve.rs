@@ -8,10 +8,10 @@ use clap::Args;
 
 use crate::config::{AdminListen, Config};
 use crate::datadir::DataDir;
+use crate::init::{self, CaSource, InitOptions, ServerCertSource};
 use crate::logging::LogFormat;
 use crate::notify;
 use crate::server::{Reloader, Server};
-use crate::setup::{self, CaSource, InitOptions, ServerCertSource};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -42,7 +42,7 @@ pub fn run(dir: &DataDir, args: ServeArgs) -> Result<()> {
             ca: CaSource::Generate,
             server_cert: ServerCertSource::Issue,
         };
-        setup::init(dir.root(), &opts)?;
+        init::create(dir.root(), &opts)?;
         tracing::info!(
             "no data directory yet: initialised {} for localhost and 127.0.0.1; enroll a machine with `bootgate machine add NAME`",
             dir.root().display()

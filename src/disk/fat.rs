@@ -302,28 +302,24 @@ struct Writer<'p, D> {
     label: [u8; 11],
 }
 
-impl<D: Read + Write + Seek> Writer<'_, D> {
-    fn write(
-        self,
-        tree: &Tree,
-        files: Vec<FatFile<'_>>,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<FatSummary> {
-        let geo = self.geo;
-        if geo.fat_type == FatType::Fat12 {
-            bail!("the partition is too small for FAT16 (FAT12 is not supported)");
-        }
-        let fat32 = geo.fat_type == FatType::Fat32;
-        let cluster_size = geo.cluster_size;
-        let clusters_for = |bytes: u64| bytes.div_ceil(cluster_size).max(1) as u32;
+/// Each node's short name, whether it also needs long-name entries, and (for
+/// folders) how many 32-byte entries the folder holds.
+struct Names {
+    short: Vec<[u8; 11]>,
+    needs_long: Vec<bool>,
+    dir_entries: Vec<u64>,
+}
 
-        // Short names per folder, and each folder's size in entries.
-        let mut short_names: Vec<[u8; 11]> = vec![[0; 11]; tree.nodes.len()];
-        let mut needs_long: Vec<bool> = vec![false; tree.nodes.len()];
-        let mut dir_entries: Vec<u64> = vec![0; tree.nodes.len()];
-        let mut dirs = vec![0];
-        dirs.extend(tree.dirs());
-        for &d in &dirs {
+impl Names {
+    /// Names every child of `dirs` (the root first), avoiding clashes within
+    /// each folder.
+    fn assign(tree: &Tree, dirs: &[usize]) -> Self {
+        let mut names = Names {
+            short: vec![[0; 11]; tree.nodes.len()],
+            needs_long: vec![false; tree.nodes.len()],
+            dir_entries: vec![0; tree.nodes.len()],
+        };
+        for &d in dirs {
             let mut taken = HashSet::new();
             let mut count = if d == 0 { 1 } else { 2 }; // volume label, or . and ..
             for &c in &tree.nodes[d].children {
@@ -333,64 +329,145 @@ impl<D: Read + Write + Seek> Writer<'_, D> {
                     _ => (generated_short_name(name, &taken), true),
                 };
                 taken.insert(sfn);
-                short_names[c] = sfn;
-                needs_long[c] = long;
+                names.short[c] = sfn;
+                names.needs_long[c] = long;
                 count += 1 + if long {
                     name.encode_utf16().count().div_ceil(13) as u64
                 } else {
                     0
                 };
             }
-            dir_entries[d] = count;
+            names.dir_entries[d] = count;
         }
-        if !fat32 && dir_entries[0] > geo.root_entries {
+        names
+    }
+}
+
+/// Where each node's clusters start, and the contiguous runs to chain in the FAT.
+struct Placement {
+    first_cluster: Vec<u32>,
+    /// (first cluster, count) of every run, in cluster order.
+    chains: Vec<(u32, u32)>,
+    /// The first cluster left free.
+    next: u32,
+}
+
+impl Placement {
+    fn used(&self) -> u32 {
+        self.next - 2
+    }
+
+    fn alloc(&mut self, n: u32) -> u32 {
+        let start = self.next;
+        self.next += n;
+        self.chains.push((start, n));
+        start
+    }
+}
+
+impl<D: Read + Write + Seek> Writer<'_, D> {
+    fn write(
+        mut self,
+        tree: &Tree,
+        mut files: Vec<FatFile<'_>>,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<FatSummary> {
+        let geo = self.geo;
+        if geo.fat_type == FatType::Fat12 {
+            bail!("the partition is too small for FAT16 (FAT12 is not supported)");
+        }
+        let mut dirs = vec![0];
+        dirs.extend(tree.dirs());
+        let names = Names::assign(tree, &dirs);
+        if !self.fat32() && names.dir_entries[0] > geo.root_entries {
             bail!(
                 "the root folder needs {} entries, FAT16 allows {}",
-                dir_entries[0],
+                names.dir_entries[0],
                 geo.root_entries
             );
         }
+        let placement = self.place(tree, &dirs, &names, &files)?;
+        self.write_fats(&placement)?;
+        for &d in &dirs {
+            self.write_dir(tree, d, &names, &placement, &files)?;
+        }
+        self.write_files(tree, &placement, &mut files, progress)?;
+        let free = geo.total_clusters - placement.used();
+        if self.fat32() {
+            // FSInfo: free cluster count and next free cluster hints.
+            self.part.seek(SeekFrom::Start(
+                geo.fs_info_sector * geo.bytes_per_sector + 0x1e8,
+            ))?;
+            self.part.write_all(&free.to_le_bytes())?;
+            self.part.write_all(&placement.next.to_le_bytes())?;
+        }
+        self.part.flush()?;
+        Ok(FatSummary {
+            fat_type: geo.fat_type,
+            cluster_size: geo.cluster_size as u32,
+            total_clusters: geo.total_clusters,
+            free_clusters: free,
+        })
+    }
 
-        // Clusters: the FAT32 root where the format put it, then the other
-        // folders, then every file, each one contiguous run.
-        let mut first_cluster: Vec<u32> = vec![0; tree.nodes.len()];
-        let mut chains: Vec<(u32, u32)> = Vec::new();
-        let mut next = 2u32;
-        let mut alloc = |n: u32| {
-            let start = next;
-            next += n;
-            chains.push((start, n));
-            start
+    fn fat32(&self) -> bool {
+        self.geo.fat_type == FatType::Fat32
+    }
+
+    fn clusters_for(&self, bytes: u64) -> u32 {
+        bytes.div_ceil(self.geo.cluster_size).max(1) as u32
+    }
+
+    /// Clusters: the FAT32 root where the format put it, then the other
+    /// folders, then every file, each one contiguous run.
+    fn place(
+        &self,
+        tree: &Tree,
+        dirs: &[usize],
+        names: &Names,
+        files: &[FatFile<'_>],
+    ) -> Result<Placement> {
+        let geo = self.geo;
+        let mut placement = Placement {
+            first_cluster: vec![0; tree.nodes.len()],
+            chains: Vec::new(),
+            next: 2,
         };
-        if fat32 {
+        if self.fat32() {
             debug_assert_eq!(geo.root_cluster, 2, "fatfs puts the root at cluster 2");
-            first_cluster[0] = alloc(clusters_for(dir_entries[0] * ENTRY as u64));
+            placement.first_cluster[0] =
+                placement.alloc(self.clusters_for(names.dir_entries[0] * ENTRY as u64));
         }
         for &d in &dirs[1..] {
-            first_cluster[d] = alloc(clusters_for(dir_entries[d] * ENTRY as u64));
+            placement.first_cluster[d] =
+                placement.alloc(self.clusters_for(names.dir_entries[d] * ENTRY as u64));
         }
         for (id, node) in tree.nodes.iter().enumerate() {
             if let Some(f) = node.file
                 && files[f].len > 0
             {
-                first_cluster[id] = alloc(files[f].len.div_ceil(cluster_size) as u32);
+                placement.first_cluster[id] =
+                    placement.alloc(files[f].len.div_ceil(geo.cluster_size) as u32);
             }
         }
-        let used = next - 2;
-        if used > geo.total_clusters {
+        if placement.used() > geo.total_clusters {
             bail!(
                 "the FAT file system is full: the files need {} clusters of {} bytes, it has {}",
-                used,
-                cluster_size,
+                placement.used(),
+                geo.cluster_size,
                 geo.total_clusters
             );
         }
+        Ok(placement)
+    }
 
-        // Both FATs: entries 2..next (0 and 1 were written by the format).
-        let entry_size: usize = if fat32 { 4 } else { 2 };
-        let end_of_chain: u32 = if fat32 { 0x0fff_ffff } else { 0xffff };
-        let mut table = vec![0u8; used as usize * entry_size];
-        for &(start, n) in &chains {
+    /// Both FATs: entries 2..next (0 and 1 were written by the format).
+    fn write_fats(&mut self, placement: &Placement) -> Result<()> {
+        let geo = self.geo;
+        let entry_size: usize = if self.fat32() { 4 } else { 2 };
+        let end_of_chain: u32 = if self.fat32() { 0x0fff_ffff } else { 0xffff };
+        let mut table = vec![0u8; placement.used() as usize * entry_size];
+        for &(start, n) in &placement.chains {
             for c in start..start + n {
                 let value = if c + 1 == start + n {
                     end_of_chain
@@ -406,95 +483,94 @@ impl<D: Read + Write + Seek> Writer<'_, D> {
             self.part.seek(SeekFrom::Start(at))?;
             self.part.write_all(&table)?;
         }
+        Ok(())
+    }
 
-        // Folders.
-        for &d in &dirs {
-            let mut bytes: Vec<u8> = Vec::new();
-            if d == 0 {
-                bytes.extend_from_slice(&short_entry(&self.label, ATTR_VOLUME_ID, 0, 0));
+    /// Folder `d`'s entries: the volume label (root) or `.` and `..`, then
+    /// each child's long-name entries and short entry.
+    fn write_dir(
+        &mut self,
+        tree: &Tree,
+        d: usize,
+        names: &Names,
+        placement: &Placement,
+        files: &[FatFile<'_>],
+    ) -> Result<()> {
+        let geo = self.geo;
+        let first_cluster = &placement.first_cluster;
+        let mut bytes: Vec<u8> = Vec::new();
+        if d == 0 {
+            bytes.extend_from_slice(&short_entry(&self.label, ATTR_VOLUME_ID, 0, 0));
+        } else {
+            let parent = tree.nodes[d].parent;
+            let dot = *b".          ";
+            let dotdot = *b"..         ";
+            bytes.extend_from_slice(&short_entry(&dot, ATTR_DIRECTORY, first_cluster[d], 0));
+            // ".." of a top-level folder points at cluster 0, even on FAT32.
+            let up = if parent == 0 {
+                0
             } else {
-                let parent = tree.nodes[d].parent;
-                let dot = *b".          ";
-                let dotdot = *b"..         ";
-                bytes.extend_from_slice(&short_entry(&dot, ATTR_DIRECTORY, first_cluster[d], 0));
-                // ".." of a top-level folder points at cluster 0, even on FAT32.
-                let up = if parent == 0 {
-                    0
-                } else {
-                    first_cluster[parent]
-                };
-                bytes.extend_from_slice(&short_entry(&dotdot, ATTR_DIRECTORY, up, 0));
-            }
-            for &c in &tree.nodes[d].children {
-                let node = &tree.nodes[c];
-                if needs_long[c] {
-                    for e in long_entries(&node.name, &short_names[c]) {
-                        bytes.extend_from_slice(&e);
-                    }
-                }
-                let (attr, size) = match node.file {
-                    Some(f) => (
-                        ATTR_ARCHIVE,
-                        u32::try_from(files[f].len).context("file larger than 4 GiB")?,
-                    ),
-                    None => (ATTR_DIRECTORY, 0),
-                };
-                bytes.extend_from_slice(&short_entry(
-                    &short_names[c],
-                    attr,
-                    first_cluster[c],
-                    size,
-                ));
-            }
-            let at = if d == 0 && !fat32 {
-                geo.root_start
-            } else {
-                geo.cluster_offset(first_cluster[d])
+                first_cluster[parent]
             };
-            // Pad to whole clusters: a stale byte would read as an entry.
-            let padded = if d == 0 && !fat32 {
-                bytes.len() as u64
-            } else {
-                clusters_for(bytes.len() as u64) as u64 * cluster_size
-            };
-            bytes.resize(padded as usize, 0);
-            self.part.seek(SeekFrom::Start(at))?;
-            self.part.write_all(&bytes)?;
+            bytes.extend_from_slice(&short_entry(&dotdot, ATTR_DIRECTORY, up, 0));
         }
+        for &c in &tree.nodes[d].children {
+            let node = &tree.nodes[c];
+            if names.needs_long[c] {
+                for e in long_entries(&node.name, &names.short[c]) {
+                    bytes.extend_from_slice(&e);
+                }
+            }
+            let (attr, size) = match node.file {
+                Some(f) => (
+                    ATTR_ARCHIVE,
+                    u32::try_from(files[f].len).context("file larger than 4 GiB")?,
+                ),
+                None => (ATTR_DIRECTORY, 0),
+            };
+            bytes.extend_from_slice(&short_entry(&names.short[c], attr, first_cluster[c], size));
+        }
+        let fixed_root = d == 0 && !self.fat32();
+        let at = if fixed_root {
+            geo.root_start
+        } else {
+            geo.cluster_offset(first_cluster[d])
+        };
+        // Pad to whole clusters: a stale byte would read as an entry.
+        let padded = if fixed_root {
+            bytes.len() as u64
+        } else {
+            self.clusters_for(bytes.len() as u64) as u64 * geo.cluster_size
+        };
+        bytes.resize(padded as usize, 0);
+        self.part.seek(SeekFrom::Start(at))?;
+        self.part.write_all(&bytes)?;
+        Ok(())
+    }
 
-        // Files.
-        let mut files = files;
+    /// Every non-empty file's bytes into its run of clusters.
+    fn write_files(
+        &mut self,
+        tree: &Tree,
+        placement: &Placement,
+        files: &mut [FatFile<'_>],
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<()> {
         for (id, node) in tree.nodes.iter().enumerate() {
             let Some(f) = node.file else { continue };
             let file = &mut files[f];
             if file.len == 0 {
                 continue;
             }
-            self.part
-                .seek(SeekFrom::Start(geo.cluster_offset(first_cluster[id])))?;
+            let at = self.geo.cluster_offset(placement.first_cluster[id]);
+            self.part.seek(SeekFrom::Start(at))?;
             let copied = copy_exact(&mut file.reader, &mut *self.part, file.len, progress)
                 .with_context(|| format!("writing {} into the FAT file system", file.path))?;
             if copied != file.len {
                 bail!("{} was {} bytes, expected {}", file.path, copied, file.len);
             }
         }
-
-        let free = geo.total_clusters - used;
-        if fat32 {
-            // FSInfo: free cluster count and next free cluster hints.
-            self.part.seek(SeekFrom::Start(
-                geo.fs_info_sector * geo.bytes_per_sector + 0x1e8,
-            ))?;
-            self.part.write_all(&free.to_le_bytes())?;
-            self.part.write_all(&next.to_le_bytes())?;
-        }
-        self.part.flush()?;
-        Ok(FatSummary {
-            fat_type: geo.fat_type,
-            cluster_size: cluster_size as u32,
-            total_clusters: geo.total_clusters,
-            free_clusters: free,
-        })
+        Ok(())
     }
 }
 

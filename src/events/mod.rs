@@ -5,16 +5,18 @@
 //! - [`boots`]: the rules that group requests into boots, as a pure state machine;
 //! - [`store`]: the redb file, its tables, retention and queries;
 //! - [`writer`]: the bounded channel and the thread that batches writes;
-//! - [`reader`]: how the CLI reads it, from the file or from a running server;
-//! - [`duration`]: `--since 2h` in, `3m ago` out.
+//! - [`history`]: how the CLI reads it, from the file or from a running server;
+//! - [`duration`]: `--since 2h` in, `3m ago` out;
+//! - [`text`]: events and boots in words, for the CLI and the status page.
 //!
 //! Nothing here knows about HTTP serving; the server feeds events in.
 
 pub mod boots;
 pub mod duration;
+pub mod history;
 pub mod model;
-pub mod reader;
 pub mod store;
+pub mod text;
 pub mod writer;
 
 pub use model::{Boot, BootDetail, Event, EventQuery, Kind, MachineSeen, Outcome, Timestamp};

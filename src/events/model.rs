@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
+use time::format_description::BorrowedFormatItem;
 use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
 
 /// A moment, in microseconds since the Unix epoch; written as RFC 3339 UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -52,33 +54,28 @@ impl Timestamp {
 
     /// `2025-06-01T10:00:01.123Z`: to the millisecond, for people.
     pub fn display_ms(self) -> String {
-        let t = self.datetime();
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
-        )
+        self.format(MILLIS)
     }
 
     /// `2025-06-01 10:00:01`: to the second, UTC, for tables.
     pub fn display_secs(self) -> String {
-        let t = self.datetime();
-        format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )
+        self.format(SECONDS)
+    }
+
+    fn format(self, description: &[BorrowedFormatItem<'_>]) -> String {
+        self.datetime()
+            .format(description)
+            .expect("a UTC time formats")
     }
 }
+
+const MILLIS: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+const SECONDS: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+/// Full precision, so a value read back is the value written.
+const MICROS: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
 impl From<SystemTime> for Timestamp {
     fn from(t: SystemTime) -> Self {
@@ -91,19 +88,7 @@ impl From<SystemTime> for Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Full precision, so a value read back is the value written.
-        let t = self.datetime();
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.microsecond()
-        )
+        f.write_str(&self.format(MICROS))
     }
 }
 

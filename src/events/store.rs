@@ -83,7 +83,7 @@ pub struct Usage {
 
 /// What a commit did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Written {
+pub struct Committed {
     pub events: usize,
     pub trimmed: usize,
 }
@@ -131,9 +131,9 @@ impl Store {
         Ok(())
     }
 
-    pub fn reader(&self) -> Result<Reader> {
+    pub fn snapshot(&self) -> Result<Snapshot> {
         self.with_db(|db| {
-            Ok(Reader {
+            Ok(Snapshot {
                 txn: db.begin_read()?,
             })
         })
@@ -147,7 +147,7 @@ impl Store {
         changes: &Changes,
         retention: Retention,
         now: Timestamp,
-    ) -> Result<Written> {
+    ) -> Result<Committed> {
         if self.failed.load(Ordering::Relaxed) {
             self.reopen()?;
         }
@@ -229,9 +229,9 @@ fn write_to(
     changes: &Changes,
     retention: Retention,
     now: Timestamp,
-) -> Result<Written> {
+) -> Result<Committed> {
     let txn = begin_write(db)?;
-    let mut written = Written::default();
+    let mut written = Committed::default();
     {
         let mut table = txn.open_table(EVENTS)?;
         let mut by_machine = txn.open_table(EVENTS_BY_MACHINE)?;
@@ -349,26 +349,27 @@ fn get_json<T: serde::de::DeserializeOwned>(
 }
 
 /// The store opened by a process that only reads it.
-pub enum ReadOnly {
-    Store(Box<dyn ReadableDatabase + Send + Sync>),
+pub enum ReadOnlyStore {
+    /// Opened: read it through [`Snapshot::of`].
+    Open(Box<dyn ReadableDatabase + Send + Sync>),
     /// The server (or another writer) holds it: ask its admin listener.
     Busy,
     /// Never written: no server has run on this data directory yet.
     Missing,
 }
 
-impl ReadOnly {
+impl ReadOnlyStore {
     pub fn open(path: &Path) -> Result<Self> {
         if !path.exists() {
             return Ok(Self::Missing);
         }
         match ReadOnlyDatabase::open(path) {
-            Ok(db) => Ok(Self::Store(Box::new(db))),
+            Ok(db) => Ok(Self::Open(Box::new(db))),
             Err(DatabaseError::DatabaseAlreadyOpen) => Ok(Self::Busy),
             // Written without quick repair (not by us) and not closed cleanly:
             // only a writable open can repair it, which nobody else holds now.
             Err(DatabaseError::RepairAborted) => match Database::open(path) {
-                Ok(db) => Ok(Self::Store(Box::new(db))),
+                Ok(db) => Ok(Self::Open(Box::new(db))),
                 Err(DatabaseError::DatabaseAlreadyOpen) => Ok(Self::Busy),
                 Err(err) => Err(err).with_context(|| format!("repairing {}", path.display())),
             },
@@ -377,19 +378,19 @@ impl ReadOnly {
     }
 }
 
-/// Opens a snapshot of a read-only store.
-pub fn read(db: &(dyn ReadableDatabase + Send + Sync)) -> Result<Reader> {
-    Ok(Reader {
-        txn: db.begin_read()?,
-    })
-}
-
 /// A consistent snapshot of the store, for queries.
-pub struct Reader {
+pub struct Snapshot {
     txn: ReadTransaction,
 }
 
-impl Reader {
+impl Snapshot {
+    /// A snapshot of a store opened read-only.
+    pub fn of(db: &(dyn ReadableDatabase + Send + Sync)) -> Result<Self> {
+        Ok(Self {
+            txn: db.begin_read()?,
+        })
+    }
+
     pub fn event_count(&self) -> Result<u64> {
         Ok(self.txn.open_table(EVENTS)?.len()?)
     }
@@ -528,7 +529,7 @@ mod tests {
         mut events: Vec<Event>,
         retention: Retention,
         now: Timestamp,
-    ) -> Written {
+    ) -> Committed {
         let mut changes = Changes::default();
         for e in &mut events {
             tracker.assign(e, &mut changes);
@@ -562,7 +563,7 @@ mod tests {
             KEEP_ALL,
             at(5),
         );
-        let r = store.reader().unwrap();
+        let r = store.snapshot().unwrap();
         assert_eq!(r.event_count().unwrap(), 5);
         assert_eq!(store.last_id().unwrap(), at(4).as_micros());
 
@@ -635,7 +636,7 @@ mod tests {
                 .collect();
             record(&store, &mut tracker, events, by_count, at(20));
         }
-        let r = store.reader().unwrap();
+        let r = store.snapshot().unwrap();
         assert_eq!(r.event_count().unwrap(), 10);
         let kept = r.events(&EventQuery::default()).unwrap();
         assert_eq!(kept.first().unwrap().time, at(8));
@@ -659,7 +660,7 @@ mod tests {
         };
         let late = request(3600, "gw2", "/boot/ipxe");
         record(&store, &mut tracker, vec![late], by_age, at(3601));
-        let r = store.reader().unwrap();
+        let r = store.snapshot().unwrap();
         assert_eq!(r.event_count().unwrap(), 1);
         assert_eq!(r.boots("gw1", 100).unwrap().len(), 0);
         assert_eq!(r.machine("gw1").unwrap().unwrap().last_seen, at(17));
@@ -669,7 +670,10 @@ mod tests {
     fn survives_reopening_and_reads_read_only() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("e.redb");
-        assert!(matches!(ReadOnly::open(&path).unwrap(), ReadOnly::Missing));
+        assert!(matches!(
+            ReadOnlyStore::open(&path).unwrap(),
+            ReadOnlyStore::Missing
+        ));
         {
             let store = Store::open(&path, Duration::ZERO, DEFAULT_CACHE_BYTES).unwrap();
             let mut tracker = BootTracker::new(Duration::from_secs(300));
@@ -682,17 +686,20 @@ mod tests {
             );
             // While it is open for writing, readers are told to go elsewhere,
             // and a second writer is refused.
-            assert!(matches!(ReadOnly::open(&path).unwrap(), ReadOnly::Busy));
+            assert!(matches!(
+                ReadOnlyStore::open(&path).unwrap(),
+                ReadOnlyStore::Busy
+            ));
             let err = Store::open(&path, Duration::from_millis(200), DEFAULT_CACHE_BYTES)
                 .err()
                 .unwrap()
                 .to_string();
             assert!(err.contains("in use"), "{err}");
         }
-        let ReadOnly::Store(db) = ReadOnly::open(&path).unwrap() else {
+        let ReadOnlyStore::Open(db) = ReadOnlyStore::open(&path).unwrap() else {
             panic!("not readable after close");
         };
-        let r = read(db.as_ref()).unwrap();
+        let r = Snapshot::of(db.as_ref()).unwrap();
         assert_eq!(r.events(&EventQuery::default()).unwrap().len(), 1);
         assert_eq!(r.boots("gw1", 5).unwrap().len(), 1);
     }

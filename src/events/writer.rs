@@ -150,7 +150,7 @@ impl Writer {
     fn resume(&mut self) -> Result<()> {
         let now = Timestamp::now();
         let mut changes = Changes::default();
-        for seen in self.store.reader()?.machines()? {
+        for seen in self.store.snapshot()?.machines()? {
             let Some(boot) = seen.last_boot else {
                 continue;
             };
@@ -334,7 +334,7 @@ mod tests {
         let sent = Instant::now();
         recorder.record(request("gw1", "/boot/ipxe"));
         recorder.record(request("gw1", "/files/vmlinuz"));
-        let count = || store.reader().unwrap().event_count().unwrap();
+        let count = || store.snapshot().unwrap().event_count().unwrap();
         wait_until("the batch", || count() == 2);
         assert!(
             sent.elapsed() < Duration::from_secs(1),
@@ -350,7 +350,7 @@ mod tests {
                 .any(|n| matches!(n, BootNotice::Settled(_)))
         });
         let events = store
-            .reader()
+            .snapshot()
             .unwrap()
             .events(&EventQuery::default())
             .unwrap();

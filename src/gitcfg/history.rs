@@ -9,16 +9,17 @@ use serde::{Deserialize, Serialize};
 use super::git::CommitInfo;
 use crate::datadir::DataDir;
 
+/// What happened to a commit of the configuration repository.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum Outcome {
+pub enum CommitOutcome {
     Applied,
     Rejected,
     Pinned,
     Unpinned,
 }
 
-impl std::fmt::Display for Outcome {
+impl std::fmt::Display for CommitOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Applied => "applied",
@@ -33,7 +34,7 @@ impl std::fmt::Display for Outcome {
 pub struct Record {
     /// Seconds since the epoch.
     pub at: i64,
-    pub outcome: Outcome,
+    pub outcome: CommitOutcome,
     #[serde(flatten)]
     pub commit: CommitInfo,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -31,7 +31,7 @@ use crate::config::{Config, GitConfig};
 use crate::datadir::DataDir;
 use crate::registry::Registry;
 use git::{CommitInfo, Git};
-use history::{Outcome, Record};
+use history::{CommitOutcome, Record};
 use live::Live;
 
 /// Trees kept besides the live one, for `config pin` and quick undo.
@@ -123,7 +123,7 @@ pub fn sync(dir: &DataDir, config: &Config) -> Result<Report> {
         .into_iter()
         .rev()
         .find(|r| r.commit.commit == head)
-        && last.outcome == Outcome::Rejected
+        && last.outcome == CommitOutcome::Rejected
     {
         return Ok(Report::Rejected {
             commit: last.commit,
@@ -152,7 +152,12 @@ pub fn unpin(dir: &DataDir, config: &Config) -> Result<Report> {
         if live.pinned {
             live.pinned = false;
             live.save(dir)?;
-            record(dir, Outcome::Unpinned, live.commit.clone(), Vec::new())?;
+            record(
+                dir,
+                CommitOutcome::Unpinned,
+                live.commit.clone(),
+                Vec::new(),
+            )?;
         }
         if live.commit.commit == head {
             return Ok(Report::Unchanged(live.commit));
@@ -205,7 +210,7 @@ fn apply(dir: &DataDir, config: &Config, git: &Git, commit: &str, pinned: bool) 
         problems = check::check_tree(tmp.path(), &cx);
     }
     if !problems.is_empty() {
-        record(dir, Outcome::Rejected, info.clone(), problems.clone())?;
+        record(dir, CommitOutcome::Rejected, info.clone(), problems.clone())?;
         return Ok(Report::Rejected {
             commit: info,
             problems,
@@ -228,9 +233,9 @@ fn apply(dir: &DataDir, config: &Config, git: &Git, commit: &str, pinned: bool) 
     };
     live.save(dir)?;
     let outcome = if pinned {
-        Outcome::Pinned
+        CommitOutcome::Pinned
     } else {
-        Outcome::Applied
+        CommitOutcome::Applied
     };
     record(dir, outcome, info.clone(), Vec::new())?;
     collect_garbage(dir, commit);
@@ -285,7 +290,7 @@ fn write_tree(git: &Git, config: &Config, commit: &str, root: &Path) -> Result<V
 
 fn record(
     dir: &DataDir,
-    outcome: Outcome,
+    outcome: CommitOutcome,
     commit: CommitInfo,
     problems: Vec<String>,
 ) -> Result<()> {

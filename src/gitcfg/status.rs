@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use anyhow::Result;
 
-use super::history::{self, Outcome, Record};
+use super::history::{self, CommitOutcome, Record};
 use super::live::Live;
 use super::short;
 use crate::datadir::DataDir;
@@ -19,7 +19,11 @@ pub struct Status {
 impl Status {
     pub fn load(dir: &DataDir) -> Result<Self> {
         let records = history::read(dir)?;
-        let rejected = || records.iter().filter(|r| r.outcome == Outcome::Rejected);
+        let rejected = || {
+            records
+                .iter()
+                .filter(|r| r.outcome == CommitOutcome::Rejected)
+        };
         Ok(Self {
             live: Live::load(dir)?,
             last_rejection: rejected().next_back().cloned(),

@@ -21,14 +21,14 @@ use crate::ca::{self, PrivateKey};
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::disk::{
-    self, FatFile, FatOptions, FatSummary, GptPartition, Guid, Layout, LayoutError, MbrPartition,
-    Size, SparseImage, TableKind, Want,
+    self, Extent, FatFile, FatOptions, FatSummary, GptPartition, Guid, Layout, LayoutError,
+    MbrPartition, Size, SparseImage, TableKind, Want,
 };
 use crate::registry::{Origin, Registry};
 
-use super::assets::{AssetSearch, FoundAsset};
 use super::cache_fs;
 use super::error::ImageError;
+use super::firmware::{FirmwareSearch, FoundFirmware};
 use super::output::{self, Progress};
 use super::platform::{AUTOEXEC_PATH, CA_DER_PATH, CA_ESL_PATH, Platform};
 use super::{esl, rpi, uboot_script};
@@ -53,8 +53,8 @@ pub struct BuildOptions {
     pub machine: String,
     pub platform: Platform,
     pub output: PathBuf,
-    /// `--assets` folders, searched before `$BOOTGATE_ASSETS` and `/usr/lib`.
-    pub assets: Vec<PathBuf>,
+    /// `--firmware-dir` folders, searched before `$BOOTGATE_FIRMWARE` and `/usr/lib`.
+    pub firmware_dirs: Vec<PathBuf>,
     /// Overrides the configuration's public URL.
     pub server_url: Option<String>,
     /// Total image size; the boot partition takes what the cache leaves.
@@ -132,7 +132,7 @@ pub fn load_identity(data: &DataDir, name: &str) -> Result<MachineIdentity> {
 /// Where a file of the boot partition comes from.
 pub enum Source {
     Generated(Zeroizing<Vec<u8>>),
-    Asset(FoundAsset),
+    Firmware(FoundFirmware),
 }
 
 /// One file of the boot partition.
@@ -153,7 +153,7 @@ impl BootFile {
     pub fn len(&self) -> u64 {
         match &self.source {
             Source::Generated(bytes) => bytes.len() as u64,
-            Source::Asset(found) => found.len,
+            Source::Firmware(found) => found.len,
         }
     }
 
@@ -169,17 +169,17 @@ pub struct Inputs {
     pub ca_der: Vec<u8>,
     /// Checked with [`autoexec::check_server_url`].
     pub server_url: String,
-    pub assets: Vec<FoundAsset>,
+    pub firmware: Vec<FoundFirmware>,
 }
 
 /// The files of the boot partition, firmware first, in a fixed order.
 pub fn boot_files(inputs: &Inputs) -> Result<Vec<BootFile>> {
     let mut files: Vec<BootFile> = inputs
-        .assets
+        .firmware
         .iter()
         .map(|found| BootFile {
-            path: found.asset.dest.to_string(),
-            source: Source::Asset(found.clone()),
+            path: found.file.dest.to_string(),
+            source: Source::Firmware(found.clone()),
         })
         .collect();
     let id = &inputs.identity;
@@ -286,6 +286,54 @@ pub fn assemble(
     scratch_dir: &Path,
     progress: &mut dyn Progress,
 ) -> Result<Assembled> {
+    let layout = plan_layout(platform, files, size, cache_size)?;
+    let boot = layout.partitions[0];
+    let cache = layout.partitions.get(1).copied();
+
+    let mut image = SparseImage::new(layout.disk_size);
+    let fat = write_boot_fs(&mut image, platform, fingerprint, boot, files, progress)?;
+    let cache_fs_uuid = match cache {
+        Some(extent) => Some(
+            cache_fs::format(
+                &mut image,
+                extent,
+                derived_guid(fingerprint, platform, "cache file system uuid"),
+                derived_guid(fingerprint, platform, "cache file system hash seed"),
+                scratch_dir,
+            )?
+            .uuid
+            .to_string(),
+        ),
+        None => None,
+    };
+    let table = Table {
+        platform,
+        fingerprint,
+        boot,
+        cache,
+        cache_fs_uuid,
+    };
+    let (disk_id, partitions) = match platform.table() {
+        TableKind::Gpt => table.write_gpt(&mut image)?,
+        TableKind::Mbr => table.write_mbr(&mut image, &fat)?,
+    };
+    Ok(Assembled {
+        image,
+        layout,
+        fat,
+        disk_id,
+        partitions,
+    })
+}
+
+/// The partitions: a boot partition that grows into what is left, and the
+/// cache partition when one is asked for.
+fn plan_layout(
+    platform: Platform,
+    files: &[BootFile],
+    size: Option<Size>,
+    cache_size: Option<Size>,
+) -> Result<Layout> {
     if let Some(cache) = cache_size
         && cache.bytes() < MIN_CACHE_SIZE
     {
@@ -300,8 +348,7 @@ pub fn assemble(
         default: DEFAULT_BOOT_SIZE,
     }];
     wants.extend(cache_size.map(|c| Want::Exactly(c.bytes())));
-    let table = platform.table();
-    let layout = disk::plan(table, &wants, size.map(Size::bytes)).map_err(|err| match err {
+    disk::plan(platform.table(), &wants, size.map(Size::bytes)).map_err(|err| match err {
         LayoutError::TooSmall { needed, given } => ImageError::TooSmall {
             needed,
             given,
@@ -318,123 +365,134 @@ pub fn assemble(
         }
         .into(),
         other => anyhow!(other).context("laying out the partitions"),
-    })?;
-    let boot = layout.partitions[0];
-    let cache = layout.partitions.get(1).copied();
+    })
+}
 
-    let mut image = SparseImage::new(layout.disk_size);
+/// Formats the boot partition and copies `files` onto it.
+fn write_boot_fs(
+    image: &mut SparseImage,
+    platform: Platform,
+    fingerprint: &str,
+    boot: Extent,
+    files: &[BootFile],
+    progress: &mut dyn Progress,
+) -> Result<FatSummary> {
     let fat_options = FatOptions {
         preference: platform.fat_preference(),
         volume_id: derived_u32(fingerprint, platform, "fat volume id"),
         label: BOOT_LABEL.to_string(),
         hidden_sectors: u32::try_from(boot.first_lba()).context("boot partition start")?,
     };
-    let fat = {
-        let slice = StreamSlice::new(&mut image, boot.start, boot.end())?;
-        let mut fat_files = Vec::with_capacity(files.len());
-        for file in files {
-            let reader: Box<dyn Read + '_> = match &file.source {
-                Source::Generated(bytes) => Box::new(&bytes[..]),
-                Source::Asset(found) => Box::new(
-                    File::open(&found.path)
-                        .with_context(|| format!("reading {}", found.path.display()))?,
-                ),
-            };
-            fat_files.push(FatFile {
-                path: file.path.clone(),
-                len: file.len(),
-                reader,
+    let slice = StreamSlice::new(image, boot.start, boot.end())?;
+    let mut fat_files = Vec::with_capacity(files.len());
+    for file in files {
+        let reader: Box<dyn Read + '_> = match &file.source {
+            Source::Generated(bytes) => Box::new(&bytes[..]),
+            Source::Firmware(found) => Box::new(
+                File::open(&found.path)
+                    .with_context(|| format!("reading {}", found.path.display()))?,
+            ),
+        };
+        fat_files.push(FatFile {
+            path: file.path.clone(),
+            len: file.len(),
+            reader,
+        });
+    }
+    progress.begin("adding files", files.iter().map(BootFile::len).sum());
+    let summary = disk::write_fat(slice, &fat_options, fat_files, &mut |n| progress.advance(n))?;
+    progress.end();
+    Ok(summary)
+}
+
+/// What the partition table records: the boot partition, then the cache.
+struct Table<'a> {
+    platform: Platform,
+    fingerprint: &'a str,
+    boot: Extent,
+    cache: Option<Extent>,
+    cache_fs_uuid: Option<String>,
+}
+
+impl Table<'_> {
+    fn guid(&self, purpose: &str) -> Guid {
+        derived_guid(self.fingerprint, self.platform, purpose)
+    }
+
+    /// The report of partition `index` (0: boot, 1: cache).
+    fn report(&self, index: usize, extent: Extent, name: &str, uuid: String) -> PartitionReport {
+        let boot = index == 0;
+        PartitionReport {
+            number: index + 1,
+            role: if boot { Role::Boot } else { Role::Cache },
+            start: extent.start,
+            len: extent.len,
+            name: Some(name.to_string()),
+            uuid,
+            fs_uuid: if boot {
+                None
+            } else {
+                self.cache_fs_uuid.clone()
+            },
+        }
+    }
+
+    /// Writes a GPT; returns the disk GUID and the partitions.
+    fn write_gpt(&self, image: &mut SparseImage) -> Result<(String, Vec<PartitionReport>)> {
+        let disk_guid = self.guid("disk guid");
+        let mut parts = vec![GptPartition {
+            type_guid: disk::types::ESP,
+            guid: self.guid("boot partition guid"),
+            name: ESP_NAME.to_string(),
+            extent: self.boot,
+        }];
+        if let Some(extent) = self.cache {
+            parts.push(GptPartition {
+                type_guid: disk::types::LINUX_DATA,
+                guid: self.guid("cache partition guid"),
+                name: CACHE_LABEL.to_string(),
+                extent,
             });
         }
-        progress.begin("adding files", files.iter().map(BootFile::len).sum());
-        let summary =
-            disk::write_fat(slice, &fat_options, fat_files, &mut |n| progress.advance(n))?;
-        progress.end();
-        summary
-    };
-    let cache_fs = match cache {
-        Some(extent) => Some(cache_fs::format(
-            &mut image,
-            extent,
-            derived_guid(fingerprint, platform, "cache file system uuid"),
-            derived_guid(fingerprint, platform, "cache file system hash seed"),
-            scratch_dir,
-        )?),
-        None => None,
-    };
-    let cache_fs_uuid = cache_fs.map(|fs| fs.uuid.to_string());
+        disk::write_gpt(image, disk_guid, &parts)?;
+        let reports = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| self.report(i, p.extent, &p.name, p.guid.to_string()))
+            .collect();
+        Ok((disk_guid.to_string(), reports))
+    }
 
-    let (disk_id, partitions) = match table {
-        TableKind::Gpt => {
-            let disk_guid = derived_guid(fingerprint, platform, "disk guid");
-            let mut parts = vec![GptPartition {
-                type_guid: disk::types::ESP,
-                guid: derived_guid(fingerprint, platform, "boot partition guid"),
-                name: ESP_NAME.to_string(),
-                extent: boot,
-            }];
-            if let Some(extent) = cache {
-                parts.push(GptPartition {
-                    type_guid: disk::types::LINUX_DATA,
-                    guid: derived_guid(fingerprint, platform, "cache partition guid"),
-                    name: CACHE_LABEL.to_string(),
-                    extent,
-                });
-            }
-            disk::write_gpt(&mut image, disk_guid, &parts)?;
-            let reports = parts
-                .iter()
-                .enumerate()
-                .map(|(i, p)| PartitionReport {
-                    number: i + 1,
-                    role: if i == 0 { Role::Boot } else { Role::Cache },
-                    start: p.extent.start,
-                    len: p.extent.len,
-                    name: Some(p.name.clone()),
-                    uuid: p.guid.to_string(),
-                    fs_uuid: if i == 0 { None } else { cache_fs_uuid.clone() },
-                })
-                .collect();
-            (disk_guid.to_string(), reports)
+    /// Writes an MBR; returns the disk signature and the partitions.
+    fn write_mbr(
+        &self,
+        image: &mut SparseImage,
+        fat: &FatSummary,
+    ) -> Result<(String, Vec<PartitionReport>)> {
+        let signature = derived_u32(self.fingerprint, self.platform, "mbr signature");
+        let mut parts = vec![MbrPartition {
+            kind: disk::mbr_type_for(fat.fat_type),
+            bootable: true,
+            extent: self.boot,
+        }];
+        if let Some(extent) = self.cache {
+            parts.push(MbrPartition {
+                kind: 0x83,
+                bootable: false,
+                extent,
+            });
         }
-        TableKind::Mbr => {
-            let signature = derived_u32(fingerprint, platform, "mbr signature");
-            let mut parts = vec![MbrPartition {
-                kind: disk::mbr_type_for(fat.fat_type),
-                bootable: true,
-                extent: boot,
-            }];
-            if let Some(extent) = cache {
-                parts.push(MbrPartition {
-                    kind: 0x83,
-                    bootable: false,
-                    extent,
-                });
-            }
-            disk::write_mbr(&mut image, signature, &parts)?;
-            let reports = parts
-                .iter()
-                .enumerate()
-                .map(|(i, p)| PartitionReport {
-                    number: i + 1,
-                    role: if i == 0 { Role::Boot } else { Role::Cache },
-                    start: p.extent.start,
-                    len: p.extent.len,
-                    name: Some(if i == 0 { BOOT_LABEL } else { CACHE_LABEL }.to_string()),
-                    uuid: format!("{signature:08x}-{:02x}", i + 1),
-                    fs_uuid: if i == 0 { None } else { cache_fs_uuid.clone() },
-                })
-                .collect();
-            (format!("0x{signature:08x}"), reports)
-        }
-    };
-    Ok(Assembled {
-        image,
-        layout,
-        fat,
-        disk_id,
-        partitions,
-    })
+        disk::write_mbr(image, signature, &parts)?;
+        let reports = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let name = if i == 0 { BOOT_LABEL } else { CACHE_LABEL };
+                self.report(i, p.extent, name, format!("{signature:08x}-{:02x}", i + 1))
+            })
+            .collect();
+        Ok((format!("0x{signature:08x}"), reports))
+    }
 }
 
 /// A file as it went onto the boot partition.
@@ -497,13 +555,13 @@ pub fn resolve(data: &DataDir, opts: &BuildOptions) -> Result<Inputs> {
         None => autoexec::check_server_url(&Config::load(&data)?.public_url())
             .context("the configuration's public URL cannot be used; pass --server-url")?,
     };
-    let assets = AssetSearch::new(&opts.assets).resolve(opts.platform)?;
+    let firmware = FirmwareSearch::new(&opts.firmware_dirs).resolve(opts.platform)?;
     Ok(Inputs {
         platform: opts.platform,
         identity,
         ca_der,
         server_url,
-        assets,
+        firmware,
     })
 }
 
@@ -587,7 +645,7 @@ pub fn build(
                 path: f.path.clone(),
                 len: f.len(),
                 from: match &f.source {
-                    Source::Asset(found) => Some(found.path.clone()),
+                    Source::Firmware(found) => Some(found.path.clone()),
                     Source::Generated(_) => None,
                 },
             })

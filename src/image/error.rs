@@ -32,13 +32,13 @@ pub enum ImageError {
     },
 
     #[error("{}", MissingList(.0))]
-    MissingAssets(Vec<MissingAsset>),
+    FirmwareMissing(Vec<MissingFirmware>),
 }
 
 /// A firmware file that was looked for and not found.
 #[derive(Debug, Clone)]
-pub struct MissingAsset {
-    /// Path relative to an assets folder, e.g. `ipxe/ipxe-arm64.efi`.
+pub struct MissingFirmware {
+    /// Path relative to a firmware folder, e.g. `ipxe/ipxe-arm64.efi`.
     pub file: String,
     /// The Debian package that ships it.
     pub package: String,
@@ -49,7 +49,7 @@ pub struct MissingAsset {
 /// Packages Debian builds for arm64 only (no `all` version to install on x86).
 const ARM64_ONLY: &[&str] = &["u-boot-rpi", "linux-image-arm64"];
 
-struct MissingList<'a>(&'a [MissingAsset]);
+struct MissingList<'a>(&'a [MissingFirmware]);
 
 impl fmt::Display for MissingList<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -92,8 +92,8 @@ impl fmt::Display for MissingList<'_> {
         }
         write!(
             f,
-            "; then pass --assets DIR or set BOOTGATE_ASSETS to a folder laid out like /usr/lib \
-             (in a bootgate checkout, scripts/fetch-assets fetches all of them into .cache/assets)"
+            "; then pass --firmware-dir DIR or set BOOTGATE_FIRMWARE to a folder laid out like /usr/lib \
+             (in a bootgate checkout, scripts/fetch-firmware fetches all of them into .cache/firmware)"
         )
     }
 }

@@ -3,7 +3,7 @@
 //! [`crate::ca`] (the machine's certificate and key, the CA).
 //!
 //! - [`platform`]: the table of platforms and the firmware each needs.
-//! - [`assets`]: finding firmware files (`--assets`, `BOOTGATE_ASSETS`, `/usr/lib`).
+//! - [`firmware`]: finding firmware files (`--firmware-dir`, `BOOTGATE_FIRMWARE`, `/usr/lib`).
 //! - [`esl`]: the CA as an EFI signature list (`TlsCaCertificate`).
 //! - [`uboot_script`]: U-Boot legacy script images (`boot.scr`).
 //! - [`rpi`]: Raspberry Pi `config.txt` and the `boot.scr` text.
@@ -15,20 +15,20 @@
 //!
 //! See `docs/platforms.md` for the layout of each platform's image.
 
-pub mod assets;
 pub mod bmap;
 pub mod build;
 pub mod cache_fs;
 pub mod error;
 pub mod esl;
+pub mod firmware;
 pub mod interrupt;
 pub mod output;
 pub mod platform;
 pub mod rpi;
 pub mod uboot_script;
 
-pub use assets::{ASSETS_ENV, AssetSearch, FoundAsset};
 pub use build::{BuildOptions, BuildReport, PartitionReport, Role, build};
-pub use error::{ImageError, MissingAsset};
+pub use error::{ImageError, MissingFirmware};
+pub use firmware::{FIRMWARE_ENV, FirmwareSearch, FoundFirmware, LEGACY_FIRMWARE_ENV};
 pub use output::{Progress, Silent};
 pub use platform::Platform;

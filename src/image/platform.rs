@@ -19,8 +19,8 @@ pub enum Platform {
 
 /// A firmware file taken from the distribution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Asset {
-    /// Path under an assets folder (laid out like `/usr/lib`); a first
+pub struct FirmwareFile {
+    /// Path under a firmware folder (laid out like `/usr/lib`); a first
     /// component ending in `*` matches the newest such folder
     /// (`linux-image-*` → `linux-image-6.12.57+deb13-arm64`).
     pub source: &'static str,
@@ -37,8 +37,8 @@ pub struct Generated {
     pub what: &'static str,
 }
 
-const fn asset(source: &'static str, package: &'static str, dest: &'static str) -> Asset {
-    Asset {
+const fn firmware(source: &'static str, package: &'static str, dest: &'static str) -> FirmwareFile {
+    FirmwareFile {
         source,
         package,
         dest,
@@ -60,45 +60,53 @@ const UBOOT: &str = "u-boot-rpi";
 const RASPI: &str = "raspi-firmware";
 const LINUX: &str = "linux-image-arm64";
 
-const X86_64_ASSETS: &[Asset] = &[asset("ipxe/ipxe-amd64.efi", IPXE, "EFI/BOOT/BOOTX64.EFI")];
-const ARM64_ASSETS: &[Asset] = &[asset("ipxe/ipxe-arm64.efi", IPXE, "EFI/BOOT/BOOTAA64.EFI")];
-const RPI3_ASSETS: &[Asset] = &[
-    asset("raspi-firmware/bootcode.bin", RASPI, "bootcode.bin"),
-    asset("raspi-firmware/start.elf", RASPI, "start.elf"),
-    asset("raspi-firmware/fixup.dat", RASPI, "fixup.dat"),
-    asset("u-boot/rpi_arm64/u-boot.bin", UBOOT, "u-boot.bin"),
-    asset(
+const X86_64_FIRMWARE: &[FirmwareFile] = &[firmware(
+    "ipxe/ipxe-amd64.efi",
+    IPXE,
+    "EFI/BOOT/BOOTX64.EFI",
+)];
+const ARM64_FIRMWARE: &[FirmwareFile] = &[firmware(
+    "ipxe/ipxe-arm64.efi",
+    IPXE,
+    "EFI/BOOT/BOOTAA64.EFI",
+)];
+const RPI3_FIRMWARE: &[FirmwareFile] = &[
+    firmware("raspi-firmware/bootcode.bin", RASPI, "bootcode.bin"),
+    firmware("raspi-firmware/start.elf", RASPI, "start.elf"),
+    firmware("raspi-firmware/fixup.dat", RASPI, "fixup.dat"),
+    firmware("u-boot/rpi_arm64/u-boot.bin", UBOOT, "u-boot.bin"),
+    firmware(
         "linux-image-*/broadcom/bcm2837-rpi-3-b.dtb",
         LINUX,
         "bcm2837-rpi-3-b.dtb",
     ),
-    asset(
+    firmware(
         "linux-image-*/broadcom/bcm2837-rpi-3-b-plus.dtb",
         LINUX,
         "bcm2837-rpi-3-b-plus.dtb",
     ),
-    asset("ipxe/ipxe-arm64.efi", IPXE, UBOOT_IPXE_PATH),
+    firmware("ipxe/ipxe-arm64.efi", IPXE, UBOOT_IPXE_PATH),
 ];
-const RPI4_ASSETS: &[Asset] = &[
-    asset("raspi-firmware/start4.elf", RASPI, "start4.elf"),
-    asset("raspi-firmware/fixup4.dat", RASPI, "fixup4.dat"),
-    asset("u-boot/rpi_arm64/u-boot.bin", UBOOT, "u-boot.bin"),
-    asset(
+const RPI4_FIRMWARE: &[FirmwareFile] = &[
+    firmware("raspi-firmware/start4.elf", RASPI, "start4.elf"),
+    firmware("raspi-firmware/fixup4.dat", RASPI, "fixup4.dat"),
+    firmware("u-boot/rpi_arm64/u-boot.bin", UBOOT, "u-boot.bin"),
+    firmware(
         "linux-image-*/broadcom/bcm2711-rpi-4-b.dtb",
         LINUX,
         "bcm2711-rpi-4-b.dtb",
     ),
-    asset(
+    firmware(
         "linux-image-*/broadcom/bcm2711-rpi-400.dtb",
         LINUX,
         "bcm2711-rpi-400.dtb",
     ),
-    asset(
+    firmware(
         "linux-image-*/broadcom/bcm2711-rpi-cm4-io.dtb",
         LINUX,
         "bcm2711-rpi-cm4-io.dtb",
     ),
-    asset("ipxe/ipxe-arm64.efi", IPXE, UBOOT_IPXE_PATH),
+    firmware("ipxe/ipxe-arm64.efi", IPXE, UBOOT_IPXE_PATH),
 ];
 
 const EFI_GENERATED: &[Generated] = &[
@@ -179,12 +187,13 @@ impl Platform {
         matches!(self, Platform::Rpi3 | Platform::Rpi4)
     }
 
-    pub fn assets(self) -> &'static [Asset] {
+    /// The firmware files this platform's images carry.
+    pub fn firmware(self) -> &'static [FirmwareFile] {
         match self {
-            Platform::X86_64Efi => X86_64_ASSETS,
-            Platform::Arm64Efi => ARM64_ASSETS,
-            Platform::Rpi3 => RPI3_ASSETS,
-            Platform::Rpi4 => RPI4_ASSETS,
+            Platform::X86_64Efi => X86_64_FIRMWARE,
+            Platform::Arm64Efi => ARM64_FIRMWARE,
+            Platform::Rpi3 => RPI3_FIRMWARE,
+            Platform::Rpi4 => RPI4_FIRMWARE,
         }
     }
 
@@ -233,7 +242,7 @@ mod tests {
     #[test]
     fn uboot_images_keep_ipxe_out_of_the_removable_path() {
         for p in Platform::ALL {
-            let dests: Vec<&str> = p.assets().iter().map(|a| a.dest).collect();
+            let dests: Vec<&str> = p.firmware().iter().map(|a| a.dest).collect();
             let removable = dests.iter().any(|d| d.starts_with("EFI/BOOT/"));
             assert_eq!(removable, !p.uses_uboot(), "{p}");
             let mut unique = dests.clone();

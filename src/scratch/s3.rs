@@ -9,6 +9,7 @@ use http_body_util::Full;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+use time::macros::format_description;
 
 use super::store::Credentials;
 use super::transport::Endpoint;
@@ -60,18 +61,14 @@ impl<'a> S3<'a> {
     /// A signed request with an empty body; the answer's body on success.
     async fn request(&self, method: Method, path: &str, query: &[(&str, &str)]) -> Result<String> {
         let now = OffsetDateTime::now_utc();
-        let date = format!(
-            "{:04}{:02}{:02}",
-            now.year(),
-            u8::from(now.month()),
-            now.day()
-        );
-        let stamp = format!(
-            "{date}T{:02}{:02}{:02}Z",
-            now.hour(),
-            now.minute(),
-            now.second()
-        );
+        let date = now
+            .format(format_description!("[year][month][day]"))
+            .context("formatting the request date")?;
+        let stamp = now
+            .format(format_description!(
+                "[year][month][day]T[hour][minute][second]Z"
+            ))
+            .context("formatting the request time")?;
         let mut pairs: Vec<(String, String)> =
             query.iter().map(|(k, v)| (encode(k), encode(v))).collect();
         pairs.sort();

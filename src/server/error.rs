@@ -53,14 +53,15 @@ impl Refusal {
     }
 }
 
-/// Attached to every refusal's response, for the boot history.
+/// The `reason` the boot history records for a response: attached to every
+/// refusal ([`Refusal::reason`]) and to a script served without its scratch space.
 #[derive(Debug, Clone, Copy)]
-pub struct Refused(pub &'static str);
+pub struct EventReason(pub &'static str);
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let mut response = (self.status(), format!("{self}\n")).into_response();
-        response.extensions_mut().insert(Refused(self.reason()));
+        response.extensions_mut().insert(EventReason(self.reason()));
         if let Refusal::RangeNotSatisfiable { len } = self {
             response.headers_mut().insert(
                 http::header::CONTENT_RANGE,

@@ -132,28 +132,15 @@ impl Metrics {
         legacy_machines: usize,
     ) -> String {
         let mut out = Exposition::default();
-        out.family(
-            "bootgate_build_info",
-            "gauge",
-            "The running bootgate's version.",
-        );
-        out.sample(
-            "bootgate_build_info",
-            &[("version", env!("CARGO_PKG_VERSION"))],
-            1,
-        );
+        render_inventory(&mut out, machines, legacy_machines);
+        self.render_traffic(&mut out);
+        self.render_boots(&mut out);
+        render_history(&mut out, recorder, store);
+        out.text
+    }
 
-        out.family("bootgate_machines", "gauge", "Enrolled machines, by state.");
-        out.sample("bootgate_machines", &[("state", "active")], machines.0);
-        out.sample("bootgate_machines", &[("state", "revoked")], machines.1);
-
-        out.family(
-            "bootgate_legacy_tls_machines",
-            "gauge",
-            "Enrolled machines whose latest TLS session since start used a pre-2024 iPXE suite (legacy stack).",
-        );
-        out.sample("bootgate_legacy_tls_machines", &[], legacy_machines);
-
+    /// TLS sessions, requests, bytes, refusals and connections.
+    fn render_traffic(&self, out: &mut Exposition) {
         out.family(
             "bootgate_tls_sessions_total",
             "counter",
@@ -185,66 +172,47 @@ impl Metrics {
             );
         }
 
-        out.family(
+        out.by_label(
             "bootgate_sent_bytes_total",
             "counter",
             "Response body bytes handed to machine connections, by route.",
+            "route",
+            &self.sent_bytes,
         );
-        for (route, n) in self.sent_bytes.lock().expect("metrics lock").iter() {
-            out.sample("bootgate_sent_bytes_total", &[("route", route)], n);
-        }
-
-        out.family(
+        out.by_label(
             "bootgate_request_failures_total",
             "counter",
             "Requests refused or cut short, by reason.",
+            "reason",
+            &self.refusals,
         );
-        for (reason, n) in self.refusals.lock().expect("metrics lock").iter() {
-            out.sample("bootgate_request_failures_total", &[("reason", reason)], n);
-        }
-
-        out.family(
+        out.by_label(
             "bootgate_tls_handshake_failures_total",
             "counter",
             "TLS handshakes that failed, by reason.",
+            "reason",
+            &self.handshake_failures,
         );
-        for (reason, n) in self.handshake_failures.lock().expect("metrics lock").iter() {
-            out.sample(
-                "bootgate_tls_handshake_failures_total",
-                &[("reason", reason)],
-                n,
-            );
-        }
-
-        out.family(
+        out.single(
             "bootgate_connections_open",
             "gauge",
             "Connections open on the machine listener.",
-        );
-        out.sample(
-            "bootgate_connections_open",
-            &[],
             self.connections_open.load(Ordering::Relaxed),
         );
-        out.family(
+        out.single(
             "bootgate_connections_total",
             "counter",
             "Connections accepted on the machine listener.",
-        );
-        out.sample(
-            "bootgate_connections_total",
-            &[],
             self.connections_total.load(Ordering::Relaxed),
         );
+    }
 
-        out.family(
+    /// Boots begun, settled, failed and open, and each machine's last one.
+    fn render_boots(&self, out: &mut Exposition) {
+        out.single(
             "bootgate_boots_started_total",
             "counter",
             "Boots begun: /boot/ipxe requests from known machines.",
-        );
-        out.sample(
-            "bootgate_boots_started_total",
-            &[],
             self.boots_started.load(Ordering::Relaxed),
         );
         out.family(
@@ -259,22 +227,17 @@ impl Metrics {
                 out.sample("bootgate_boots_total", &[("outcome", outcome.as_str())], n);
             }
         }
-        out.family(
+        out.by_label(
             "bootgate_boot_failures_total",
             "counter",
             "Failed boots, by the reason of their first failure.",
+            "reason",
+            &self.boot_failures,
         );
-        for (reason, n) in self.boot_failures.lock().expect("metrics lock").iter() {
-            out.sample("bootgate_boot_failures_total", &[("reason", reason)], n);
-        }
-        out.family(
+        out.single(
             "bootgate_boots_open",
             "gauge",
             "Boots begun and not settled yet.",
-        );
-        out.sample(
-            "bootgate_boots_open",
-            &[],
             self.boots_open.load(Ordering::Relaxed),
         );
 
@@ -290,70 +253,81 @@ impl Metrics {
                 at.as_secs_f64(),
             );
         }
+    }
+}
 
-        out.family(
+/// The running version and the enrolled machines.
+fn render_inventory(out: &mut Exposition, machines: (usize, usize), legacy_machines: usize) {
+    out.family(
+        "bootgate_build_info",
+        "gauge",
+        "The running bootgate's version.",
+    );
+    out.sample(
+        "bootgate_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1,
+    );
+
+    out.family("bootgate_machines", "gauge", "Enrolled machines, by state.");
+    out.sample("bootgate_machines", &[("state", "active")], machines.0);
+    out.sample("bootgate_machines", &[("state", "revoked")], machines.1);
+
+    out.single(
+        "bootgate_legacy_tls_machines",
+        "gauge",
+        "Enrolled machines whose latest TLS session since start used a pre-2024 iPXE suite (legacy stack).",
+        legacy_machines,
+    );
+}
+
+/// The boot history's writer and store.
+fn render_history(out: &mut Exposition, recorder: &RecorderStats, store: Usage) {
+    for (name, kind, help, value) in [
+        (
             "bootgate_events_recorded_total",
             "counter",
             "Boot history events written to the store.",
-        );
-        out.sample(
-            "bootgate_events_recorded_total",
-            &[],
             recorder.written.load(Ordering::Relaxed),
-        );
-        out.family(
+        ),
+        (
             "bootgate_events_dropped_total",
             "counter",
             "Boot history events dropped because the writer was behind.",
-        );
-        out.sample(
-            "bootgate_events_dropped_total",
-            &[],
             recorder.dropped.load(Ordering::Relaxed),
-        );
-        out.family(
+        ),
+        (
             "bootgate_event_store_errors_total",
             "counter",
             "Failed writes to the boot history store (their events are lost).",
-        );
-        out.sample(
-            "bootgate_event_store_errors_total",
-            &[],
             recorder.errors.load(Ordering::Relaxed),
-        );
-        out.family(
+        ),
+        (
             "bootgate_events_lost_total",
             "counter",
             "Boot history events lost in failed writes.",
-        );
-        out.sample(
-            "bootgate_events_lost_total",
-            &[],
             recorder.lost.load(Ordering::Relaxed),
-        );
-        out.family(
+        ),
+        (
             "bootgate_event_store_file_bytes",
             "gauge",
             "Size of the boot history file on disk.",
-        );
-        out.sample("bootgate_event_store_file_bytes", &[], store.file_bytes);
-        out.family(
+            store.file_bytes,
+        ),
+        (
             "bootgate_event_store_cache_bytes",
             "gauge",
             "Memory in the boot history store's page cache.",
-        );
-        out.sample("bootgate_event_store_cache_bytes", &[], store.cache_bytes);
-        out.family(
+            store.cache_bytes,
+        ),
+        (
             "bootgate_event_store_cache_limit_bytes",
             "gauge",
             "Limit of the boot history store's page cache ([events] cache_mib).",
-        );
-        out.sample(
-            "bootgate_event_store_cache_limit_bytes",
-            &[],
             store.cache_limit_bytes,
-        );
-        out.text
+        ),
+    ] {
+        out.single(name, kind, help, value);
     }
 }
 
@@ -367,6 +341,27 @@ impl Exposition {
     fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.text, "# HELP {name} {help}");
         let _ = writeln!(self.text, "# TYPE {name} {kind}");
+    }
+
+    /// A family with one unlabelled sample.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+
+    /// A family with one sample per key of `counts`, the key as `label`.
+    fn by_label<K: AsRef<str>>(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        label: &str,
+        counts: &Mutex<BTreeMap<K, u64>>,
+    ) {
+        self.family(name, kind, help);
+        for (key, n) in counts.lock().expect("metrics lock").iter() {
+            self.sample(name, &[(label, AsRef::<str>::as_ref(key))], n);
+        }
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {

@@ -19,10 +19,9 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::{Method, header};
 use http_body::{Body as _, Frame, SizeHint};
-use percent_encoding::percent_decode_str;
 
 use super::access_log::loggable_path;
-use super::error::Refused;
+use super::error::EventReason;
 use super::identity::{Peer, Served};
 use super::metrics::route_of;
 use super::telemetry::Telemetry;
@@ -66,7 +65,7 @@ pub async fn record_request(
         .or_else(|| peer.fingerprint.as_deref().map(str::to_string));
     event.reason = response
         .extensions()
-        .get::<Refused>()
+        .get::<EventReason>()
         .map(|r| r.0.to_string());
     event.status = Some(response.status().as_u16());
     event.expected_bytes = if head {
@@ -97,21 +96,16 @@ pub async fn record_request(
 }
 
 /// `name=value` pairs of a query string, decoded, values cut to a sane length
-/// and stripped of control characters (they end up on terminals).
+/// and stripped of control characters (they end up on terminals). A name
+/// without a value says nothing and is left out.
 fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query.split('&').filter_map(|pair| {
-        let (name, value) = pair.split_once('=')?;
-        let decode = |s: &str| {
-            percent_decode_str(&s.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        let value: String = decode(value)
+    form_urlencoded::parse(query.as_bytes()).filter_map(|(name, value)| {
+        let value: String = value
             .chars()
             .filter(|c| !c.is_control())
             .take(MAX_QUERY_VALUE)
             .collect();
-        Some((decode(name), value))
+        (!value.is_empty()).then(|| (name.into_owned(), value))
     })
 }
 
@@ -203,7 +197,7 @@ mod tests {
     #[test]
     fn query_values_are_decoded_and_tamed() {
         let pairs: Vec<_> =
-            query_pairs("mac=52%3A54%3A00%3A12%3A34%3A56&platform=efi&x&buildarch=a%0Ab+c")
+            query_pairs("mac=52%3A54%3A00%3A12%3A34%3A56&platform=efi&x&mac=&buildarch=a%0Ab+c")
                 .collect();
         assert_eq!(
             pairs,

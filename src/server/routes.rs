@@ -13,13 +13,13 @@ use bytes::Bytes;
 use http::header;
 
 use super::boot;
-use super::error::{Refusal, Refused as RefusedReason, internal};
+use super::error::{EventReason, Refusal, internal};
 use super::identity::{Peer, Served};
 use super::paths;
 use super::render_cache::Inputs;
 use super::resolve::{self, Roots};
 use super::scratch;
-use super::secrets::{Grant, Redemption};
+use super::secrets::{Redemption, SecretsGrant};
 use super::state::AppState;
 use crate::bootcfg::template::{self, Vars};
 use crate::fsutil::beneath::Dir;
@@ -41,12 +41,12 @@ async fn healthz() -> &'static str {
 
 /// A refusal of the request's identity, naming the machine when it is known
 /// (a revoked one) so the access log shows who was refused.
-struct Refused {
+struct IdentityRefusal {
     refusal: Refusal,
     machine: Option<Arc<Machine>>,
 }
 
-impl From<Refusal> for Refused {
+impl From<Refusal> for IdentityRefusal {
     fn from(refusal: Refusal) -> Self {
         Self {
             refusal,
@@ -55,7 +55,7 @@ impl From<Refusal> for Refused {
     }
 }
 
-impl IntoResponse for Refused {
+impl IntoResponse for IdentityRefusal {
     fn into_response(self) -> Response {
         match self.machine {
             Some(machine) => for_machine(&machine, Err(self.refusal)),
@@ -65,7 +65,7 @@ impl IntoResponse for Refused {
 }
 
 /// The enrolled, unrevoked machine behind this request's certificate.
-fn identify(state: &AppState, peer: &Peer) -> Result<Arc<Machine>, Refused> {
+fn identify(state: &AppState, peer: &Peer) -> Result<Arc<Machine>, IdentityRefusal> {
     let fingerprint = peer.fingerprint.as_deref().ok_or(Refusal::NoCertificate)?;
     let index = state.machines.current();
     let machine = index
@@ -73,7 +73,7 @@ fn identify(state: &AppState, peer: &Peer) -> Result<Arc<Machine>, Refused> {
         .cloned()
         .ok_or(Refusal::UnknownCertificate)?;
     if machine.is_revoked() {
-        return Err(Refused {
+        return Err(IdentityRefusal {
             refusal: Refusal::Revoked(machine.name.to_string()),
             machine: Some(machine),
         });
@@ -145,7 +145,7 @@ async fn render_boot_script(
     let scratch = scratch::provide(state, machine, &roots, text, &mut vars).await?;
     let mints_secret = template::referenced_names(text).contains(&"secrets_url");
     if mints_secret {
-        let token = state.secrets.mint(Grant {
+        let token = state.secrets.mint(SecretsGrant {
             fingerprint: Arc::from(machine.fingerprint.as_str()),
             vars: vars.clone(),
         });
@@ -155,14 +155,14 @@ async fn render_boot_script(
         );
     }
     let body = Bytes::from(template::safe_substitute(text, &vars));
-    if scratch == scratch::Outcome::NotUsed && !mints_secret {
+    if scratch == scratch::Provision::NotUsed && !mints_secret {
         state.rendered.put(inputs, body.clone());
     }
     let mut response = script_response(body);
-    if scratch == scratch::Outcome::Unavailable {
+    if scratch == scratch::Provision::Unavailable {
         response
             .extensions_mut()
-            .insert(RefusedReason(scratch::UNAVAILABLE));
+            .insert(EventReason(scratch::UNAVAILABLE));
     }
     Ok(response)
 }

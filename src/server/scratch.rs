@@ -16,8 +16,9 @@ use crate::scratch::{VARIABLES, uses_scratch, uses_secret};
 /// The boot history's reason for a script served without its scratch space.
 pub const UNAVAILABLE: &str = "scratch-unavailable";
 
+/// What a boot script got of the machine's scratch space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Provision {
     NotUsed,
     Granted,
     Unavailable,
@@ -29,9 +30,9 @@ pub async fn provide(
     roots: &Roots,
     script: &str,
     vars: &mut Vars,
-) -> Result<Outcome, Refusal> {
+) -> Result<Provision, Refusal> {
     let Some(scratch) = &state.scratch else {
-        return Ok(Outcome::NotUsed);
+        return Ok(Provision::NotUsed);
     };
     let in_script = template::referenced_names(script);
     let mut wanted = uses_scratch(&in_script);
@@ -42,7 +43,7 @@ pub async fn provide(
         wanted = uses_scratch(&template::referenced_names(&secrets));
     }
     if !wanted {
-        return Ok(Outcome::NotUsed);
+        return Ok(Provision::NotUsed);
     }
     if uses_secret(&in_script) && scratch.first_warning(machine.name.as_ref()) {
         tracing::warn!(
@@ -64,7 +65,7 @@ pub async fn provide(
             for (name, value) in grant.vars() {
                 vars.insert(name.into(), value);
             }
-            Ok(Outcome::Granted)
+            Ok(Provision::Granted)
         }
         Err(err) => {
             tracing::warn!(
@@ -74,7 +75,7 @@ pub async fn provide(
             for name in VARIABLES {
                 vars.insert(name.into(), String::new());
             }
-            Ok(Outcome::Unavailable)
+            Ok(Provision::Unavailable)
         }
     }
 }

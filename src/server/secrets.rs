@@ -20,7 +20,7 @@ const MAX_TOKENS_PER_MACHINE: usize = 8;
 
 /// What a token grants: rendering this machine's secrets with these variables.
 #[derive(Debug, Clone)]
-pub struct Grant {
+pub struct SecretsGrant {
     pub fingerprint: Arc<str>,
     pub vars: Vars,
 }
@@ -29,7 +29,7 @@ pub struct Grant {
 #[derive(Debug)]
 pub enum Redemption {
     /// The token was live and is now spent.
-    Granted(Grant),
+    Granted(SecretsGrant),
     /// No such token, or it expired.
     Unknown,
     /// Another certificate than the owner's was presented; the token is kept.
@@ -38,7 +38,7 @@ pub enum Redemption {
 
 #[cfg(test)]
 impl Redemption {
-    fn granted(self) -> Option<Grant> {
+    fn granted(self) -> Option<SecretsGrant> {
         match self {
             Redemption::Granted(grant) => Some(grant),
             _ => None,
@@ -47,7 +47,7 @@ impl Redemption {
 }
 
 struct Entry {
-    grant: Grant,
+    grant: SecretsGrant,
     minted: Instant,
 }
 
@@ -75,7 +75,7 @@ impl SecretStore {
     }
 
     /// Mints a fresh token: 256 random bits, hex.
-    pub fn mint(&self, grant: Grant) -> String {
+    pub fn mint(&self, grant: SecretsGrant) -> String {
         let mut bytes = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let token = hex::encode(bytes);
@@ -129,8 +129,8 @@ fn millis(ttl: Duration) -> u64 {
 mod tests {
     use super::*;
 
-    fn grant(fp: &str) -> Grant {
-        Grant {
+    fn grant(fp: &str) -> SecretsGrant {
+        SecretsGrant {
             fingerprint: Arc::from(fp),
             vars: Vars::new(),
         }

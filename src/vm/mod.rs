@@ -21,7 +21,7 @@ pub use serial::{Failure, Stage, Verdict, Watcher};
 
 /// The result of one boot.
 #[derive(Debug)]
-pub struct Outcome {
+pub struct RunReport {
     /// `Ok` when the boot reached its goal.
     pub result: std::result::Result<(), Failure>,
     /// How far it got.
@@ -72,7 +72,7 @@ fn die_with_this_thread(cmd: &mut std::process::Command) {
 }
 
 /// Boots and watches until success, a recognised failure, or the timeout.
-pub fn boot(run: Run) -> Result<Outcome> {
+pub fn boot(run: Run) -> Result<RunReport> {
     let started = Instant::now();
     let mut cmd = qemu::command(&run.launch)?;
     cmd.stdin(Stdio::null())
@@ -143,7 +143,7 @@ pub fn boot(run: Run) -> Result<Outcome> {
     drop(guest);
     let _ = reader.join();
     log.flush()?;
-    Ok(Outcome {
+    Ok(RunReport {
         result,
         stage: watcher.stage(),
         log: run.log,

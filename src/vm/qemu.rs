@@ -1,14 +1,14 @@
 //! The QEMU command line for each platform and emulated board: which
 //! emulator, which firmware, how the disk, the network and the CA reach the
-//! guest. Firmware comes from the distribution (OVMF, AAVMF), from the image
-//! assets (U-Boot), or from a file given on the command line.
+//! guest. Firmware comes from the distribution (OVMF, AAVMF), from the firmware
+//! folders images are built from (U-Boot), or from a file given on the command line.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Result, bail};
 
-use crate::image::{AssetSearch, Platform};
+use crate::image::{FirmwareSearch, Platform};
 
 /// A firmware file and the package that ships it, for error messages.
 struct Wanted {
@@ -38,7 +38,7 @@ const AAVMF_VARS: Wanted = Wanted {
     candidates: &["/usr/share/AAVMF/AAVMF_VARS.fd"],
     package: "qemu-efi-aarch64",
 };
-/// U-Boot built for QEMU's `virt` machine, looked up like image assets.
+/// U-Boot built for QEMU's `virt` machine, looked up like image firmware.
 const UBOOT_QEMU_ARM64: &str = "u-boot/qemu_arm64/u-boot.bin";
 /// The U-Boot the Raspberry Pi images carry, run on QEMU's `raspi3b`.
 const UBOOT_RPI_ARM64: &str = "u-boot/rpi_arm64/u-boot.bin";
@@ -140,7 +140,7 @@ pub struct Launch {
     pub platform: Platform,
     pub board: Board,
     pub image: PathBuf,
-    /// U-Boot to run instead of the assets' build for the board (`None`:
+    /// U-Boot to run instead of the firmware folders' build for the board (`None`:
     /// `u-boot/qemu_arm64` on `virt`, `u-boot/rpi_arm64` on `raspi3b`).
     pub firmware: Option<PathBuf>,
     /// The CA as an EFI signature list, handed to OVMF/AAVMF through fw_cfg.
@@ -148,7 +148,8 @@ pub struct Launch {
     pub ca_esl: Option<PathBuf>,
     /// A scratch folder for the firmware's variable store.
     pub work_dir: PathBuf,
-    pub assets: AssetSearch,
+    /// Where the U-Boot and DTBs of the Pi boards are looked up.
+    pub firmware_search: FirmwareSearch,
     pub memory_mib: u32,
     /// Use KVM instead of emulation. Not automatic: a `/dev/kvm` that exists
     /// can still be unusable (nested virtualisation), and QEMU then aborts.
@@ -242,7 +243,7 @@ pub fn command(launch: &Launch) -> Result<Command> {
 fn raspi3b_command(launch: &Launch) -> Result<Command> {
     let mut cmd = Command::new(emulator("qemu-system-aarch64", "qemu-system-arm")?);
     let uboot = firmware(launch, UBOOT_RPI_ARM64, "u-boot-rpi")?;
-    let dtb = asset(launch, DTB_RPI_3_B, "linux-image-arm64")?;
+    let dtb = find_firmware(launch, DTB_RPI_3_B, "linux-image-arm64")?;
     let card = sd_card_copy(&launch.image, &launch.work_dir)?;
     cmd.args(raspi3b_args(&uboot, &dtb, &card));
     accel(&mut cmd, launch)?;
@@ -307,19 +308,19 @@ fn accel(cmd: &mut Command, launch: &Launch) -> Result<()> {
     Ok(())
 }
 
-/// The U-Boot to run: the one given, or the assets' build.
+/// The U-Boot to run: the one given, or the firmware folders' build.
 fn firmware(launch: &Launch, source: &str, package: &str) -> Result<PathBuf> {
     match &launch.firmware {
         Some(path) if path.is_file() => Ok(path.clone()),
         Some(path) => bail!("firmware {} does not exist", path.display()),
-        None => asset(launch, source, package),
+        None => find_firmware(launch, source, package),
     }
 }
 
-fn asset(launch: &Launch, source: &str, package: &str) -> Result<PathBuf> {
-    launch.assets.find(source).map_err(|searched| {
+fn find_firmware(launch: &Launch, source: &str, package: &str) -> Result<PathBuf> {
+    launch.firmware_search.find(source).map_err(|searched| {
         anyhow::anyhow!(
-            "{source} not found (searched {}); install the Debian package {package} or run scripts/fetch-assets",
+            "{source} not found (searched {}); install the Debian package {package} or run scripts/fetch-firmware",
             searched
                 .iter()
                 .map(|p| p.display().to_string())

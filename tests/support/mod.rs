@@ -512,7 +512,7 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Where `scripts/fetch-assets` puts what it fetches (`$BOOTGATE_CACHE` or
+/// Where `scripts/fetch-firmware` puts what it fetches (`$BOOTGATE_CACHE` or
 /// the clone's `.cache/`).
 pub fn fetched_cache() -> PathBuf {
     std::env::var_os("BOOTGATE_CACHE")
@@ -520,12 +520,12 @@ pub fn fetched_cache() -> PathBuf {
         .unwrap_or_else(|| repo().join(".cache"))
 }
 
-/// A test kernel or busybox that `scripts/fetch-assets` fetched.
-pub fn test_asset(name: &str) -> PathBuf {
-    let path = fetched_cache().join("test-assets").join(name);
+/// A test kernel or busybox that `scripts/fetch-firmware` fetched.
+pub fn test_boot_file(name: &str) -> PathBuf {
+    let path = fetched_cache().join("test-boot").join(name);
     assert!(
         path.is_file(),
-        "{} is missing: run scripts/fetch-assets (scripts/test does)",
+        "{} is missing: run scripts/fetch-firmware (scripts/test does)",
         path.display()
     );
     path

@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use super::state::AppState;
 use super::telemetry::Telemetry;
 use crate::datadir::DataDir;
-use crate::events::reader::AdminInfo;
-use crate::events::store::Reader;
+use crate::events::history::AdminInfo;
+use crate::events::store::Snapshot;
 use crate::events::{EventQuery, Timestamp};
 use crate::fsutil;
 use page::{MachineRow, PageInfo, Unrecorded};
@@ -130,13 +130,13 @@ fn failure(err: anyhow::Error) -> Response {
         .into_response()
 }
 
-/// Runs a read of the store on the blocking pool.
-async fn read<T: Send + 'static>(
+/// Runs `f` on a snapshot of the store, on the blocking pool.
+async fn with_snapshot<T: Send + 'static>(
     admin: &Admin,
-    f: impl FnOnce(Reader) -> Result<T> + Send + 'static,
+    f: impl FnOnce(Snapshot) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let store = admin.telemetry.store.clone();
-    tokio::task::spawn_blocking(move || f(store.reader()?)).await?
+    tokio::task::spawn_blocking(move || f(store.snapshot()?)).await?
 }
 
 async fn metrics(State(admin): State<Admin>) -> Response {
@@ -199,7 +199,7 @@ fn page_info(admin: &Admin, events: u64) -> PageInfo {
 }
 
 async fn status_page(State(admin): State<Admin>) -> Response {
-    let history = read(&admin, |r| {
+    let history = with_snapshot(&admin, |r| {
         let seen = r.machines()?;
         let recent = r.events(&EventQuery {
             limit: Some(FAILURES_SCAN),
@@ -245,7 +245,7 @@ async fn machine_page(State(admin): State<Admin>, Path(name): Path<String>) -> R
         return (StatusCode::NOT_FOUND, "no such machine\n").into_response();
     };
     let key = name.clone();
-    let history = read(&admin, move |r| {
+    let history = with_snapshot(&admin, move |r| {
         Ok((
             r.machine(&key)?,
             r.boots(&key, BOOTS_SHOWN)?,
@@ -273,7 +273,7 @@ async fn machine_page(State(admin): State<Admin>, Path(name): Path<String>) -> R
 }
 
 async fn api_machines(State(admin): State<Admin>) -> Response {
-    match read(&admin, |r| r.machines()).await {
+    match with_snapshot(&admin, |r| r.machines()).await {
         Ok(machines) => json(&machines),
         Err(err) => failure(err),
     }
@@ -290,14 +290,14 @@ async fn api_boots(
     Query(query): Query<BootsQuery>,
 ) -> Response {
     let limit = query.limit.unwrap_or(BOOTS_SHOWN).min(BOOTS_MAX);
-    match read(&admin, move |r| r.boots(&name, limit)).await {
+    match with_snapshot(&admin, move |r| r.boots(&name, limit)).await {
         Ok(boots) => json(&boots),
         Err(err) => failure(err),
     }
 }
 
 async fn api_events(State(admin): State<Admin>, Query(query): Query<EventQuery>) -> Response {
-    match read(&admin, move |r| r.events(&query)).await {
+    match with_snapshot(&admin, move |r| r.events(&query)).await {
         Ok(events) => json(&events),
         Err(err) => failure(err),
     }

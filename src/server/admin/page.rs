@@ -1,30 +1,16 @@
-//! The status page and a machine's page: server-rendered HTML, no JavaScript,
-//! every value from a machine or the registry escaped. Pure functions from
-//! data to text, so they are tested without a server.
+//! The status page and a machine's page: server-rendered HTML, no JavaScript.
+//! Written with `maud`, which escapes every value it places unless told
+//! otherwise (only the style sheet is), so nothing from a machine or the
+//! registry reaches the page as markup. Pure functions from data to text,
+//! so they are tested without a server.
 
-use std::fmt::Write as _;
-
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::events::duration::{ago, bytes, short};
+use crate::events::text;
 use crate::events::writer::WriteFailure;
 use crate::events::{Boot, BootDetail, Event, Kind, MachineSeen, Outcome, Timestamp};
-
-/// Escapes text for HTML content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// About the server, for the page header.
 pub struct PageInfo {
@@ -51,43 +37,42 @@ pub struct Unrecorded {
     pub read_error: Option<String>,
 }
 
-fn unrecorded_notice(out: &mut String, u: &Unrecorded, now: Timestamp) {
-    let mut lines = Vec::new();
-    if u.dropped > 0 {
-        lines.push(format!(
-            "{} events were not recorded since the server started: the history writer was behind.",
-            u.dropped
-        ));
+impl Unrecorded {
+    fn is_empty(&self) -> bool {
+        self.dropped == 0 && self.last_failure.is_none() && self.read_error.is_none()
     }
-    if let Some(f) = &u.last_failure {
-        let state = match f.recovered {
-            Some(at) => format!("writing works again since {}.", esc(&ago(now.since(at)))),
-            None => "writing still fails; machines are served all the same. \
-                     Check the free space of the data directory."
-                .into(),
-        };
-        lines.push(format!(
-            "{} events were lost in failed writes to the history; the last failure, {}: \
-             <span class=\"mono\">{}</span>; {state}",
-            u.lost,
-            esc(&ago(now.since(f.at))),
-            esc(&f.error)
-        ));
+}
+
+fn unrecorded_notice(u: &Unrecorded, now: Timestamp) -> Markup {
+    if u.is_empty() {
+        return html! {};
     }
-    if let Some(err) = &u.read_error {
-        lines.push(format!(
-            "The history cannot be read now: <span class=\"mono\">{}</span>",
-            esc(err)
-        ));
+    html! {
+        div class="notice" {
+            @if u.dropped > 0 {
+                p {
+                    (u.dropped) " events were not recorded since the server started: \
+                    the history writer was behind."
+                }
+            }
+            @if let Some(f) = &u.last_failure {
+                p {
+                    (u.lost) " events were lost in failed writes to the history; the last failure, "
+                    (ago(now.since(f.at))) ": " span class="mono" { (f.error) } "; "
+                    @match f.recovered {
+                        Some(at) => { "writing works again since " (ago(now.since(at))) "." }
+                        None => {
+                            "writing still fails; machines are served all the same. \
+                            Check the free space of the data directory."
+                        }
+                    }
+                }
+            }
+            @if let Some(err) = &u.read_error {
+                p { "The history cannot be read now: " span class="mono" { (err) } }
+            }
+        }
     }
-    if lines.is_empty() {
-        return;
-    }
-    out.push_str("<div class=\"notice\">");
-    for line in lines {
-        let _ = write!(out, "<p>{line}</p>");
-    }
-    out.push_str("</div>");
 }
 
 /// An enrolled machine and what the history knows of it.
@@ -109,16 +94,24 @@ fn boot_badge(boot: &Boot) -> (&'static str, String) {
     }
 }
 
-fn badge(class: &str, text: &str) -> String {
-    format!("<span class=\"badge {class}\">{}</span>", esc(text))
+fn badge(class: &str, text: &str) -> Markup {
+    html! { span class={ "badge " (class) } { (text) } }
 }
 
-fn when(now: Timestamp, t: Timestamp) -> String {
-    format!(
-        "<span title=\"{} UTC\">{}</span>",
-        esc(&t.display_secs()),
-        esc(&ago(now.since(t)))
-    )
+fn machine_state(row: &MachineRow) -> Markup {
+    if row.revoked {
+        badge("bad", "revoked")
+    } else {
+        badge("ok", "active")
+    }
+}
+
+fn when(now: Timestamp, t: Timestamp) -> Markup {
+    html! { span title={ (t.display_secs()) " UTC" } { (ago(now.since(t))) } }
+}
+
+fn mono(text: &str) -> Markup {
+    html! { span class="mono" { (text) } }
 }
 
 fn host_of(peer: &str) -> &str {
@@ -128,38 +121,48 @@ fn host_of(peer: &str) -> &str {
     }
 }
 
-fn machine_link(name: &str) -> String {
-    format!(
-        "<a href=\"/machines/{}\">{}</a>",
-        utf8_percent_encode(name, NON_ALPHANUMERIC),
-        esc(name)
-    )
+fn machine_link(name: &str) -> Markup {
+    html! { a href={ "/machines/" (utf8_percent_encode(name, NON_ALPHANUMERIC)) } { (name) } }
 }
 
-fn head(out: &mut String, title: &str, info: &PageInfo, now: Timestamp) {
-    let _ = write!(
-        out,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title}</title><style>{STYLE}</style></head><body>\
-         <header><h1><a href=\"/\">bootgate</a></h1>\
-         <span class=\"meta\">{url} · up {up} · {events} events recorded{legacy} · \
-         <a href=\"/metrics\">metrics</a>{config}</span></header><main>",
-        legacy = match info.legacy_tls_machines {
-            Some(n) => format!(" · {n} machines on old TLS suites"),
-            None => String::new(),
-        },
-        title = esc(title),
-        config = info
-            .config
-            .as_deref()
-            .map(|c| format!(" · {}", esc(c)))
-            .unwrap_or_default(),
-        url = esc(&info.public_url),
-        up = esc(&short(now.since(info.started))),
-        events = info.events,
-    );
-    unrecorded_notice(out, &info.unrecorded, now);
+/// The whole document: the header line about the server, `main`, the footer.
+fn document(title: &str, info: &PageInfo, now: Timestamp, main: Markup) -> String {
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    h1 { a href="/" { "bootgate" } }
+                    span class="meta" {
+                        (info.public_url) " · up " (short(now.since(info.started)))
+                        " · " (info.events) " events recorded"
+                        @if let Some(n) = info.legacy_tls_machines {
+                            " · " (n) " machines on old TLS suites"
+                        }
+                        " · " a href="/metrics" { "metrics" }
+                        @if let Some(config) = &info.config { " · " (config) }
+                    }
+                }
+                main {
+                    (unrecorded_notice(&info.unrecorded, now))
+                    (main)
+                    p class="muted" {
+                        "Rendered " (now.display_secs()) " UTC. \
+                        Times are UTC; hover a relative time for the exact one."
+                    }
+                }
+            }
+        }
+    };
+    let mut out = page.into_string();
+    out.push('\n');
+    out
 }
 
 const STYLE: &str = "\
@@ -187,15 +190,6 @@ dt{color:#5b6b7c}dd{margin:0}\
 .notice{background:#fff1cc;border:1px solid #e8c96a;color:#5c3f00;border-radius:6px;padding:2px 16px;margin-top:16px}\
 .boot{margin-top:18px}.boot h3{font-size:14px;margin:0 0 6px;font-weight:600}";
 
-fn foot(out: &mut String, now: Timestamp) {
-    let _ = writeln!(
-        out,
-        "<p class=\"muted\">Rendered {} UTC. Times are UTC; hover a relative time for the exact one.</p>\
-         </main></body></html>",
-        esc(&now.display_secs())
-    );
-}
-
 /// `/`: every enrolled machine with its last sighting and boot, then the
 /// latest refusals and handshake failures.
 pub fn status_page(
@@ -204,16 +198,26 @@ pub fn status_page(
     rows: &[MachineRow],
     failures: &[Event],
 ) -> String {
-    let mut out = String::new();
-    head(&mut out, "bootgate status", info, now);
-
     let last_boots: Vec<Option<&Boot>> = rows
         .iter()
         .map(|r| r.seen.and_then(|s| s.last_boot.as_ref()))
         .collect();
+    let main = html! {
+        h2 { "Last boot of each machine" }
+        (boot_cards(&last_boots))
+        h2 { "Machines" }
+        (machine_table(now, rows, &last_boots))
+        h2 { "Recent refusals and failed handshakes" }
+        (failure_table(now, failures))
+    };
+    document("bootgate status", info, now, main)
+}
+
+/// How many machines' last boot ended each way.
+fn boot_cards(last_boots: &[Option<&Boot>]) -> Markup {
     let count = |f: &dyn Fn(&Boot) -> bool| last_boots.iter().flatten().filter(|b| f(b)).count();
     let cards = [
-        ("machines", rows.len(), ""),
+        ("machines", last_boots.len(), ""),
         (
             "booted",
             count(&|b| b.outcome == Outcome::FilesServed),
@@ -231,135 +235,121 @@ pub fn status_page(
             "none",
         ),
     ];
-    out.push_str("<h2>Last boot of each machine</h2><div class=\"cards\">");
-    for (label, n, class) in cards {
-        let _ = write!(
-            out,
-            "<div class=\"card\"><div class=\"n\">{n}</div><div class=\"l\">{}</div></div>",
-            if class.is_empty() {
-                esc(label)
-            } else {
-                badge(class, label)
-            }
-        );
-    }
-    out.push_str("</div><h2>Machines</h2>");
-
-    if rows.is_empty() {
-        out.push_str(
-            "<div class=\"empty\">No machine is enrolled: <span class=\"mono\">bootgate machine add NAME</span>.</div>",
-        );
-    } else {
-        out.push_str(
-            "<table><tr><th>Machine</th><th>Profile</th><th>State</th><th>Last seen</th>\
-             <th>From</th><th>Last boot</th><th>Outcome</th><th class=\"num\">Requests</th>\
-             <th class=\"num\">Sent</th><th>Platform</th></tr>",
-        );
-        for (row, boot) in rows.iter().zip(&last_boots) {
-            let state = if row.revoked {
-                badge("bad", "revoked")
-            } else {
-                badge("ok", "active")
-            };
-            let (seen, from) = match row.seen {
-                Some(s) => (
-                    when(now, s.last_seen),
-                    format!("<span class=\"mono\">{}</span>", esc(host_of(&s.last_peer))),
-                ),
-                None => ("<span class=\"muted\">never</span>".into(), String::new()),
-            };
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td>{state}</td><td>{seen}</td><td>{from}</td>",
-                machine_link(row.name),
-                esc(row.profile.unwrap_or("—")),
-            );
-            match boot {
-                Some(b) => {
-                    let (class, text) = boot_badge(b);
-                    let platform = [b.platform.as_deref(), b.buildarch.as_deref()]
-                        .into_iter()
-                        .flatten()
-                        .collect::<Vec<_>>()
-                        .join(" / ");
-                    let _ = write!(
-                        out,
-                        "<td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-                        when(now, b.started),
-                        badge(class, &text),
-                        b.requests,
-                        esc(&bytes(b.bytes)),
-                        esc(&platform),
-                    );
+    html! {
+        div class="cards" {
+            @for (label, n, class) in cards {
+                div class="card" {
+                    div class="n" { (n) }
+                    div class="l" {
+                        @if class.is_empty() { (label) } @else { (badge(class, label)) }
+                    }
                 }
-                None => out.push_str(
-                    "<td><span class=\"muted\">—</span></td><td>\
-                     <span class=\"badge none\">no boot recorded</span></td><td></td><td></td><td></td></tr>",
-                ),
             }
         }
-        out.push_str("</table>");
     }
+}
 
-    out.push_str("<h2>Recent refusals and failed handshakes</h2>");
-    if failures.is_empty() {
-        out.push_str("<div class=\"empty\">None recorded.</div>");
-    } else {
-        out.push_str(
-            "<table><tr><th>When</th><th>From</th><th>Who</th><th>What</th><th>Reason</th></tr>",
-        );
-        for e in failures {
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td class=\"mono\">{}</td><td>{}</td><td class=\"mono\">{}</td><td>{}</td></tr>",
-                when(now, e.time),
-                esc(host_of(&e.peer)),
-                who(e),
-                esc(&what(e)),
-                badge("bad", e.failure_reason().as_deref().unwrap_or("?")),
-            );
-        }
-        out.push_str("</table>");
+fn machine_table(now: Timestamp, rows: &[MachineRow], last_boots: &[Option<&Boot>]) -> Markup {
+    if rows.is_empty() {
+        return html! {
+            div class="empty" {
+                "No machine is enrolled: " (mono("bootgate machine add NAME")) "."
+            }
+        };
     }
-    foot(&mut out, now);
-    out
+    html! {
+        table {
+            tr {
+                th { "Machine" } th { "Profile" } th { "State" } th { "Last seen" }
+                th { "From" } th { "Last boot" } th { "Outcome" } th class="num" { "Requests" }
+                th class="num" { "Sent" } th { "Platform" }
+            }
+            @for (row, boot) in rows.iter().zip(last_boots) {
+                tr {
+                    td { (machine_link(row.name)) }
+                    td { (row.profile.unwrap_or("—")) }
+                    td { (machine_state(row)) }
+                    @match row.seen {
+                        Some(s) => {
+                            td { (when(now, s.last_seen)) }
+                            td { (mono(host_of(&s.last_peer))) }
+                        }
+                        None => { td { span class="muted" { "never" } } td {} }
+                    }
+                    @match boot {
+                        Some(b) => {
+                            @let (class, text) = boot_badge(b);
+                            td { (when(now, b.started)) }
+                            td { (badge(class, &text)) }
+                            td class="num" { (b.requests) }
+                            td class="num" { (bytes(b.bytes)) }
+                            td { (platform(b)) }
+                        }
+                        None => {
+                            td { span class="muted" { "—" } }
+                            td { (badge("none", "no boot recorded")) }
+                            td {} td {} td {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `efi / x86_64`: what the machine said it runs on.
+fn platform(b: &Boot) -> String {
+    [b.platform.as_deref(), b.buildarch.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+fn failure_table(now: Timestamp, failures: &[Event]) -> Markup {
+    if failures.is_empty() {
+        return html! { div class="empty" { "None recorded." } };
+    }
+    html! {
+        table {
+            tr { th { "When" } th { "From" } th { "Who" } th { "What" } th { "Reason" } }
+            @for e in failures {
+                tr {
+                    td { (when(now, e.time)) }
+                    td class="mono" { (host_of(&e.peer)) }
+                    td { (who(e)) }
+                    td class="mono" { (what(e)) }
+                    td { (badge("bad", e.failure_reason().as_deref().unwrap_or("?"))) }
+                }
+            }
+        }
+    }
 }
 
 /// The identity behind an event, for people.
-fn who(e: &Event) -> String {
+fn who(e: &Event) -> Markup {
     if let Some(machine) = &e.machine {
         return machine_link(machine);
     }
-    let mut parts = Vec::new();
-    if let Some(subject) = &e.subject {
-        parts.push(esc(subject));
+    if e.subject.is_none() && e.issuer.is_none() && e.fingerprint.is_none() {
+        return html! { span class="muted" { "no certificate" } };
     }
-    if let Some(issuer) = &e.issuer {
-        parts.push(format!("issued by {}", esc(issuer)));
-    }
-    if let Some(fp) = &e.fingerprint {
-        parts.push(format!(
-            "<span class=\"mono\" title=\"{}\">{}…</span>",
-            esc(fp),
-            esc(&fp[..fp.len().min(12)])
-        ));
-    }
-    if parts.is_empty() {
-        "<span class=\"muted\">no certificate</span>".into()
-    } else {
-        parts.join(" ")
+    // The parts present, one space apart.
+    let mut first = true;
+    let mut sep = move || if std::mem::take(&mut first) { "" } else { " " };
+    html! {
+        @if let Some(subject) = &e.subject { (sep()) (subject) }
+        @if let Some(issuer) = &e.issuer { (sep()) "issued by " (issuer) }
+        @if let Some(fp) = &e.fingerprint {
+            (sep()) span class="mono" title=(fp) { (fp[..fp.len().min(12)]) "…" }
+        }
     }
 }
 
 fn what(e: &Event) -> String {
     match e.kind {
-        Kind::Handshake => "TLS handshake".into(),
-        Kind::Request => format!(
-            "{} {} → {}",
-            e.method.as_deref().unwrap_or("?"),
-            e.path.as_deref().unwrap_or("?"),
-            e.status.map_or("-".into(), |s| s.to_string())
-        ),
+        Kind::Handshake => text::request(e),
+        Kind::Request => format!("{} → {}", text::request(e), text::status(e)),
     }
 }
 
@@ -370,110 +360,66 @@ pub fn machine_page(
     row: &MachineRow,
     boots: &[BootDetail],
 ) -> String {
-    let mut out = String::new();
-    head(&mut out, &format!("{} · bootgate", row.name), info, now);
-    let _ = write!(out, "<h2>Machine {}</h2><dl>", esc(row.name));
-    let mut field = |name: &str, value: String| {
-        let _ = write!(out, "<dt>{}</dt><dd>{value}</dd>", esc(name));
-    };
-    field(
-        "fingerprint",
-        format!("<span class=\"mono\">{}</span>", esc(row.fingerprint)),
-    );
-    field("profile", esc(row.profile.unwrap_or("—")));
-    field(
-        "state",
-        if row.revoked {
-            badge("bad", "revoked")
-        } else {
-            badge("ok", "active")
-        },
-    );
-    match row.seen {
-        Some(s) => {
-            field(
-                "last seen",
-                format!(
-                    "{} ({} UTC)",
-                    when(now, s.last_seen),
-                    esc(&s.last_seen.display_secs())
-                ),
-            );
-            field(
-                "from",
-                format!("<span class=\"mono\">{}</span>", esc(&s.last_peer)),
-            );
-        }
-        None => field("last seen", "<span class=\"muted\">never</span>".into()),
-    }
-    out.push_str("</dl>");
-
-    let _ = write!(out, "<h2>Latest boots ({})</h2>", boots.len());
-    if boots.is_empty() {
-        out.push_str("<div class=\"empty\">No boot recorded (or all past retention).</div>");
-    }
-    for detail in boots {
-        let b = &detail.boot;
-        let (class, text) = boot_badge(b);
-        let mut facts = vec![format!(
-            "from <span class=\"mono\">{}</span>",
-            esc(host_of(&b.peer))
-        )];
-        for (name, value) in [
-            ("mac", &b.mac),
-            ("platform", &b.platform),
-            ("buildarch", &b.buildarch),
-        ] {
-            if let Some(v) = value {
-                facts.push(format!("{name} <span class=\"mono\">{}</span>", esc(v)));
+    let main = html! {
+        h2 { "Machine " (row.name) }
+        dl {
+            dt { "fingerprint" } dd { (mono(row.fingerprint)) }
+            dt { "profile" } dd { (row.profile.unwrap_or("—")) }
+            dt { "state" } dd { (machine_state(row)) }
+            @match row.seen {
+                Some(s) => {
+                    dt { "last seen" }
+                    dd { (when(now, s.last_seen)) " (" (s.last_seen.display_secs()) " UTC)" }
+                    dt { "from" } dd { (mono(&s.last_peer)) }
+                }
+                None => { dt { "last seen" } dd { span class="muted" { "never" } } }
             }
         }
-        let _ = write!(
-            out,
-            "<div class=\"boot\"><h3>{} UTC · {} · {}</h3>",
-            esc(&b.started.display_secs()),
-            badge(class, &text),
-            facts.join(" · ")
-        );
-        if let Some(failed) = &b.failed_request {
-            let _ = write!(
-                out,
-                "<p>First failure: <span class=\"mono\">{}</span></p>",
-                esc(failed)
-            );
+        h2 { "Latest boots (" (boots.len()) ")" }
+        @if boots.is_empty() {
+            div class="empty" { "No boot recorded (or all past retention)." }
         }
-        out.push_str(
-            "<table><tr><th>At</th><th>Request</th><th class=\"num\">Status</th>\
-             <th class=\"num\">Sent</th><th class=\"num\">Time</th><th>Note</th></tr>",
-        );
-        for e in &detail.requests {
-            let offset = e.time.since(b.started);
-            let note = match e.failure_reason() {
-                Some(reason) => badge("bad", &reason),
-                None => String::new(),
-            };
-            let sent = match e.expected_bytes {
-                Some(expected) if expected != e.bytes => {
-                    format!("{} of {}", bytes(e.bytes), bytes(expected))
+        @for detail in boots {
+            (boot_section(detail))
+        }
+    };
+    document(&format!("{} · bootgate", row.name), info, now, main)
+}
+
+/// One boot: what the machine said, the outcome, every request.
+fn boot_section(detail: &BootDetail) -> Markup {
+    let b = &detail.boot;
+    let (class, outcome) = boot_badge(b);
+    html! {
+        div class="boot" {
+            h3 {
+                (b.started.display_secs()) " UTC · " (badge(class, &outcome))
+                " · from " (mono(host_of(&b.peer)))
+                @for (name, value) in text::boot_facts(b) { " · " (name) " " (mono(value)) }
+            }
+            @if let Some(failed) = &b.failed_request {
+                p { "First failure: " (mono(failed)) }
+            }
+            table {
+                tr {
+                    th { "At" } th { "Request" } th class="num" { "Status" }
+                    th class="num" { "Sent" } th class="num" { "Time" } th { "Note" }
                 }
-                _ => bytes(e.bytes),
-            };
-            let _ = write!(
-                out,
-                "<tr><td class=\"mono\">+{:.3}s</td><td class=\"mono\">{} {}</td>\
-                 <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} ms</td><td>{note}</td></tr>",
-                offset.as_secs_f64(),
-                esc(e.method.as_deref().unwrap_or("?")),
-                esc(e.path.as_deref().unwrap_or("?")),
-                e.status.map_or("-".into(), |s| s.to_string()),
-                esc(&sent),
-                e.duration_ms,
-            );
+                @for e in &detail.requests {
+                    tr {
+                        td class="mono" { (text::offset(e, b)) }
+                        td class="mono" { (text::request(e)) }
+                        td class="num" { (text::status(e)) }
+                        td class="num" { (text::sent(e)) }
+                        td class="num" { (e.duration_ms) " ms" }
+                        td {
+                            @if let Some(reason) = e.failure_reason() { (badge("bad", &reason)) }
+                        }
+                    }
+                }
+            }
         }
-        out.push_str("</table></div>");
     }
-    foot(&mut out, now);
-    out
 }
 
 #[cfg(test)]
@@ -514,10 +460,6 @@ mod tests {
 
     #[test]
     fn escapes_everything_from_outside() {
-        assert_eq!(
-            esc("<script>\"x\" & 'y'"),
-            "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;"
-        );
         let now = Timestamp::from_micros(1_700_000_100_000_000);
         let mut hostile = Event::new(Kind::Handshake, now, "[::1]:5000".into());
         hostile.subject = Some("CN=<img src=x onerror=alert(1)>".into());
@@ -599,5 +541,217 @@ mod tests {
             Some(Timestamp::from_micros(1_700_000_070_000_000));
         let page = status_page(now, &failing, &[], &[]);
         assert!(page.contains("writing works again since 30s ago"), "{page}");
+    }
+
+    /// Compares `actual` with `tests/golden/NAME`; `BOOTGATE_BLESS=1` writes it instead.
+    fn assert_golden(name: &str, actual: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name);
+        if std::env::var_os("BOOTGATE_BLESS").is_some_and(|v| v == "1") {
+            std::fs::write(&path, actual).unwrap();
+            return;
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "reading {}: {e}; run with BOOTGATE_BLESS=1 to write it",
+                path.display()
+            )
+        });
+        if expected != actual {
+            // Pages are long lines: show where they part, with some context.
+            let at = expected
+                .bytes()
+                .zip(actual.bytes())
+                .position(|(e, a)| e != a)
+                .unwrap_or(expected.len().min(actual.len()));
+            let context = |text: &str| {
+                let end = (at + 80).min(text.len());
+                let from = (0..=at.saturating_sub(80).min(end))
+                    .rev()
+                    .find(|&i| text.is_char_boundary(i))
+                    .unwrap_or(0);
+                let to = (end..=text.len())
+                    .find(|&i| text.is_char_boundary(i))
+                    .unwrap_or(text.len());
+                text[from..to].to_string()
+            };
+            panic!(
+                "{name} differs from {} at byte {at}:\n expected …{}…\n   actual …{}…\n\
+                 if the change is meant, run with BOOTGATE_BLESS=1 and review the diff",
+                path.display(),
+                context(&expected),
+                context(actual)
+            );
+        }
+    }
+
+    fn at(secs: u64) -> Timestamp {
+        Timestamp::from_micros(1_700_000_000_000_000 + secs * 1_000_000)
+    }
+
+    /// A server an hour up, whose history lost a few events and recovered.
+    fn golden_info() -> PageInfo {
+        PageInfo {
+            public_url: "https://boot.example.com:8443".into(),
+            started: at(0),
+            events: 1234,
+            config: Some("config 1a2b3c4 <main>".into()),
+            unrecorded: Unrecorded {
+                dropped: 2,
+                lost: 3,
+                last_failure: Some(WriteFailure {
+                    at: at(3000),
+                    error: "No space left on device (os error 28)".into(),
+                    recovered: Some(at(3300)),
+                }),
+                read_error: None,
+            },
+            legacy_tls_machines: Some(1),
+        }
+    }
+
+    fn golden_boot(machine: &str, started: u64, outcome: Outcome, reason: Option<&str>) -> Boot {
+        Boot {
+            id: started,
+            machine: machine.into(),
+            fingerprint: format!("{machine}-fp"),
+            reason: reason.map(str::to_string),
+            failed_request: reason.map(|r| format!("GET /files/dtb → 404 ({r})")),
+            outcome,
+            started: at(started),
+            last_activity: at(started + 2),
+            settled: outcome != Outcome::ScriptOnly,
+            ..boot(outcome, true)
+        }
+    }
+
+    fn request(time: u64, path: &str, status: u16, bytes: u64, expected: u64) -> Event {
+        let mut e = Event::new(Kind::Request, at(time), "192.0.2.7:4000".into());
+        e.method = Some("GET".into());
+        e.path = Some(path.into());
+        e.status = Some(status);
+        e.bytes = bytes;
+        e.expected_bytes = Some(expected);
+        e.duration_ms = 12;
+        e
+    }
+
+    /// Every state a machine row and a failure row can show, with hostile
+    /// text where a machine or a client controls it.
+    #[test]
+    fn status_page_matches_its_golden_file() {
+        let now = at(3600);
+        let seen = |machine: &str, boot: Option<Boot>| MachineSeen {
+            machine: machine.into(),
+            fingerprint: format!("{machine}-fp"),
+            last_seen: at(3500),
+            last_peer: "[2001:db8::7]:4000".into(),
+            last_boot: boot,
+        };
+        let booted = seen(
+            "gw-01",
+            Some(golden_boot("gw-01", 3400, Outcome::FilesServed, None)),
+        );
+        let stuck = seen(
+            "gw-02",
+            Some(golden_boot("gw-02", 3590, Outcome::ScriptOnly, None)),
+        );
+        let failed = seen(
+            "gw-03",
+            Some(golden_boot(
+                "gw-03",
+                3000,
+                Outcome::Failed,
+                Some("not-found"),
+            )),
+        );
+        let row = |name, profile, revoked, seen| MachineRow {
+            name,
+            fingerprint: "0123456789abcdef0123456789abcdef01234567",
+            profile,
+            revoked,
+            seen,
+        };
+        let rows = [
+            row("gw-01", Some("gateway"), false, Some(&booted)),
+            row("gw-02", Some("gateway"), false, Some(&stuck)),
+            row("gw-03", None, false, Some(&failed)),
+            row("rack 7/<b>", Some("<i>lab</i>"), true, None),
+        ];
+        let mut hostile = Event::new(Kind::Handshake, at(3550), "198.51.100.9:5000".into());
+        hostile.subject = Some("CN=<img src=x onerror=alert(1)>".into());
+        hostile.issuer = Some("CN=\"elsewhere\" & co".into());
+        hostile.fingerprint = Some("fedcba9876543210fedcba9876543210fedcba98".into());
+        hostile.reason = Some("foreign-ca".into());
+        let mut anonymous = Event::new(Kind::Request, at(3560), "[::1]:5001".into());
+        anonymous.method = Some("GET".into());
+        anonymous.path = Some("/boot/ipxe?<script>".into());
+        anonymous.status = Some(401);
+        let mut revoked = request(3570, "/boot/ipxe", 403, 20, 20);
+        revoked.machine = Some("rack 7/<b>".into());
+        revoked.reason = Some("revoked".into());
+        let page = status_page(now, &golden_info(), &rows, &[hostile, anonymous, revoked]);
+        assert_golden("status-page.html", &page);
+
+        let empty = status_page(now, &info(), &[], &[]);
+        assert_golden("status-page-empty.html", &empty);
+    }
+
+    /// A machine with a failed boot (a download cut short, a missing file)
+    /// and a good one, and a machine never seen.
+    #[test]
+    fn machine_page_matches_its_golden_file() {
+        let now = at(3600);
+        let failed = golden_boot("gw-03", 3000, Outcome::Failed, Some("not-found"));
+        let seen = MachineSeen {
+            machine: "gw-03".into(),
+            fingerprint: "gw-03-fp".into(),
+            last_seen: at(3402),
+            last_peer: "192.0.2.7:4000".into(),
+            last_boot: Some(failed.clone()),
+        };
+        let row = MachineRow {
+            name: "gw-03",
+            fingerprint: "0123456789abcdef0123456789abcdef01234567",
+            profile: Some("gateway"),
+            revoked: false,
+            seen: Some(&seen),
+        };
+        let boots = [
+            BootDetail {
+                boot: golden_boot("gw-03", 3400, Outcome::FilesServed, None),
+                requests: vec![
+                    request(3400, "/boot/ipxe", 200, 312, 312),
+                    request(3401, "/files/vmlinuz", 200, 9_000_000, 9_000_000),
+                ],
+            },
+            BootDetail {
+                boot: Boot {
+                    mac: None,
+                    ..failed
+                },
+                requests: vec![
+                    request(3000, "/boot/ipxe", 200, 312, 312),
+                    request(3001, "/files/initrd", 200, 1_048_576, 67_108_864),
+                    request(3002, "/files/dtb", 404, 10, 10),
+                ],
+            },
+        ];
+        assert_golden(
+            "machine-page.html",
+            &machine_page(now, &golden_info(), &row, &boots),
+        );
+        let never = MachineRow {
+            name: "lab-x86",
+            fingerprint: "89abcdef0123456789abcdef0123456789abcdef",
+            profile: None,
+            revoked: true,
+            seen: None,
+        };
+        assert_golden(
+            "machine-page-never-seen.html",
+            &machine_page(now, &info(), &never, &[]),
+        );
     }
 }

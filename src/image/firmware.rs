@@ -1,5 +1,6 @@
-//! Finding firmware files: each `--assets DIR`, then each folder of
-//! `BOOTGATE_ASSETS` (colon-separated), then `/usr/lib`, all laid out like a
+//! Finding firmware files: each `--firmware-dir DIR`, then each folder of
+//! `BOOTGATE_FIRMWARE` (colon-separated; the older name `BOOTGATE_ASSETS` is
+//! still read, after it), then `/usr/lib`, all laid out like a
 //! distribution's `/usr/lib` (`ipxe/ipxe-amd64.efi`, `u-boot/rpi_arm64/u-boot.bin`,
 //! `raspi-firmware/start4.elf`, `linux-image-*/broadcom/*.dtb`).
 
@@ -7,41 +8,49 @@ use std::cmp::Ordering;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::error::{ImageError, MissingAsset};
-use super::platform::{Asset, Platform};
+use super::error::{ImageError, MissingFirmware};
+use super::platform::{FirmwareFile, Platform};
 
-/// Environment variable listing extra asset folders.
-pub const ASSETS_ENV: &str = "BOOTGATE_ASSETS";
+/// Environment variable listing extra firmware folders.
+pub const FIRMWARE_ENV: &str = "BOOTGATE_FIRMWARE";
+/// The former name of [`FIRMWARE_ENV`], still read (after it) so existing
+/// setups keep working.
+pub const LEGACY_FIRMWARE_ENV: &str = "BOOTGATE_ASSETS";
 /// Where a distribution installs the packages' files.
-pub const SYSTEM_ASSETS: &str = "/usr/lib";
+pub const SYSTEM_FIRMWARE: &str = "/usr/lib";
 
 /// The ordered list of folders searched for firmware files.
 #[derive(Debug, Clone)]
-pub struct AssetSearch {
+pub struct FirmwareSearch {
     roots: Vec<PathBuf>,
 }
 
 /// A firmware file found on disk.
 #[derive(Debug, Clone)]
-pub struct FoundAsset {
-    pub asset: Asset,
+pub struct FoundFirmware {
+    pub file: FirmwareFile,
     pub path: PathBuf,
     pub len: u64,
 }
 
-impl AssetSearch {
-    /// `--assets` folders, then `$BOOTGATE_ASSETS`, then `/usr/lib`.
+impl FirmwareSearch {
+    /// `--firmware-dir` folders, then `$BOOTGATE_FIRMWARE`, then
+    /// `$BOOTGATE_ASSETS`, then `/usr/lib`.
     pub fn new(explicit: &[PathBuf]) -> Self {
-        Self::with_env(explicit, std::env::var_os(ASSETS_ENV))
+        let env = [FIRMWARE_ENV, LEGACY_FIRMWARE_ENV]
+            .into_iter()
+            .filter_map(std::env::var_os);
+        Self::with_env(explicit, env)
     }
 
-    /// As [`AssetSearch::new`] with the environment variable's value given.
-    pub fn with_env(explicit: &[PathBuf], env: Option<OsString>) -> Self {
+    /// As [`FirmwareSearch::new`] with the environment variables' values
+    /// given, in search order.
+    pub fn with_env(explicit: &[PathBuf], env: impl IntoIterator<Item = OsString>) -> Self {
         let mut roots: Vec<PathBuf> = explicit.to_vec();
-        if let Some(env) = env {
-            roots.extend(std::env::split_paths(&env).filter(|p| !p.as_os_str().is_empty()));
+        for value in env {
+            roots.extend(std::env::split_paths(&value).filter(|p| !p.as_os_str().is_empty()));
         }
-        roots.push(PathBuf::from(SYSTEM_ASSETS));
+        roots.push(PathBuf::from(SYSTEM_FIRMWARE));
         Self { roots }
     }
 
@@ -83,22 +92,22 @@ impl AssetSearch {
 
     /// Finds every firmware file `platform` needs, or reports all the missing
     /// ones at once.
-    pub fn resolve(&self, platform: Platform) -> Result<Vec<FoundAsset>, ImageError> {
+    pub fn resolve(&self, platform: Platform) -> Result<Vec<FoundFirmware>, ImageError> {
         let mut found = Vec::new();
         let mut missing = Vec::new();
-        for asset in platform.assets() {
-            match self.find(asset.source) {
+        for file in platform.firmware() {
+            match self.find(file.source) {
                 Ok(path) => {
                     let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                    found.push(FoundAsset {
-                        asset: *asset,
+                    found.push(FoundFirmware {
+                        file: *file,
                         path,
                         len,
                     });
                 }
-                Err(searched) => missing.push(MissingAsset {
-                    file: asset.source.to_string(),
-                    package: asset.package.to_string(),
+                Err(searched) => missing.push(MissingFirmware {
+                    file: file.source.to_string(),
+                    package: file.package.to_string(),
                     searched,
                 }),
             }
@@ -106,7 +115,7 @@ impl AssetSearch {
         if missing.is_empty() {
             Ok(found)
         } else {
-            Err(ImageError::MissingAssets(missing))
+            Err(ImageError::FirmwareMissing(missing))
         }
     }
 }
@@ -178,6 +187,19 @@ mod tests {
     }
 
     #[test]
+    fn folders_of_each_variable_follow_the_explicit_ones_in_order() {
+        let search = FirmwareSearch::with_env(
+            &[PathBuf::from("/given")],
+            [OsString::from("/new-a::/new-b"), OsString::from("/old")],
+        );
+        let roots: Vec<&Path> = search.roots().iter().map(PathBuf::as_path).collect();
+        assert_eq!(
+            roots,
+            ["/given", "/new-a", "/new-b", "/old", "/usr/lib"].map(Path::new)
+        );
+    }
+
+    #[test]
     fn searches_in_order_with_globs_and_reports_what_it_tried() {
         let first = tempfile::tempdir().unwrap();
         let second = tempfile::tempdir().unwrap();
@@ -196,7 +218,7 @@ mod tests {
         fs::write(second.path().join("ipxe/ipxe-arm64.efi"), "x").unwrap();
 
         let env = std::env::join_paths([second.path()]).unwrap();
-        let search = AssetSearch::with_env(&[first.path().to_path_buf()], Some(env));
+        let search = FirmwareSearch::with_env(&[first.path().to_path_buf()], [env]);
         assert_eq!(search.roots().last().unwrap(), Path::new("/usr/lib"));
 
         let dtb = search
@@ -207,7 +229,7 @@ mod tests {
             "6.1.0-9",
             "first root wins"
         );
-        let only_second = AssetSearch::from_roots(vec![second.path().to_path_buf()]);
+        let only_second = FirmwareSearch::from_roots(vec![second.path().to_path_buf()]);
         let dtb = only_second
             .find("linux-image-*/broadcom/bcm2711-rpi-4-b.dtb")
             .unwrap();

@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use crate::ca::{self, Ca, CertInfo, PrivateKey};
 use crate::config::Config;
 use crate::datadir::DataDir;
+use crate::enrollment;
 use crate::fsutil;
-use crate::machines;
 
 /// Where the CA comes from.
 pub enum CaSource {
@@ -46,7 +46,8 @@ pub struct InitReport {
 /// Name prefix of the folder a data directory is assembled in.
 const INIT_PREFIX: &str = ".bootgate-init-";
 
-pub fn init(target: &Path, opts: &InitOptions) -> Result<InitReport> {
+/// Creates the data directory `target`; refused if it exists and is not empty.
+pub fn create(target: &Path, opts: &InitOptions) -> Result<InitReport> {
     if opts.server_names.is_empty() {
         bail!("give at least one --server-name (the DNS name or IP address machines use)");
     }
@@ -140,8 +141,26 @@ fn populate(dir: &DataDir, opts: &InitOptions) -> Result<InitReport> {
     fsutil::create_private_dir(&dir.server_dir())?;
     fsutil::create_private_dir(&dir.machines_dir())?;
     fsutil::create_dir(&dir.files_dir())?;
+    let (ca, ca_info) = install_ca(dir, opts, &mut warnings)?;
+    install_server_cert(dir, opts, &ca, &mut warnings)?;
+    let mut config = Config::new(opts.server_names.clone(), opts.listen);
+    // A takeover serves gateways flashed with the original's pre-2024 iPXE.
+    config.legacy_tls = matches!(opts.ca, CaSource::Import { .. });
+    config.save(dir)?;
+    enrollment::write_default_template(dir)?;
+    Ok(InitReport {
+        ca: ca_info,
+        warnings,
+    })
+}
 
-    let (ca, ca_info) = match &opts.ca {
+/// Generates the CA or imports the given one into `ca/`.
+fn install_ca(
+    dir: &DataDir,
+    opts: &InitOptions,
+    warnings: &mut Vec<String>,
+) -> Result<(Ca, CertInfo)> {
+    let installed = match &opts.ca {
         CaSource::Generate => {
             let (ca, issued) = Ca::generate(&format!("bootgate CA {}", opts.server_names[0]))?;
             fsutil::write_atomic(
@@ -174,7 +193,16 @@ fn populate(dir: &DataDir, opts: &InitOptions) -> Result<InitReport> {
             (ca, info)
         }
     };
+    Ok(installed)
+}
 
+/// Issues the server certificate from `ca`, or installs the given one.
+fn install_server_cert(
+    dir: &DataDir,
+    opts: &InitOptions,
+    ca: &Ca,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
     match &opts.server_cert {
         ServerCertSource::Issue => {
             let issued = ca.issue_server(&opts.server_names)?;
@@ -222,16 +250,7 @@ fn populate(dir: &DataDir, opts: &InitOptions) -> Result<InitReport> {
             )?;
         }
     }
-
-    let mut config = Config::new(opts.server_names.clone(), opts.listen);
-    // A takeover serves gateways flashed with the original's pre-2024 iPXE.
-    config.legacy_tls = matches!(opts.ca, CaSource::Import { .. });
-    config.save(dir)?;
-    machines::write_default_template(dir)?;
-    Ok(InitReport {
-        ca: ca_info,
-        warnings,
-    })
+    Ok(())
 }
 
 fn read_text(path: &Path) -> Result<String> {

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::model::{BootDetail, Event, EventQuery, MachineSeen};
-use super::store::{self, ReadOnly};
+use super::store::{ReadOnlyStore, Snapshot};
 use crate::datadir::DataDir;
 
 /// What `bootgate serve` writes to `events/admin.json` once its admin
@@ -53,10 +53,10 @@ impl History {
         if let Some(url) = admin {
             return Ok(Self::Admin(AdminClient::new(url)?));
         }
-        match ReadOnly::open(&dir.events_db_path())? {
-            ReadOnly::Store(db) => Ok(Self::Store(db)),
-            ReadOnly::Missing => Ok(Self::Empty),
-            ReadOnly::Busy => {
+        match ReadOnlyStore::open(&dir.events_db_path())? {
+            ReadOnlyStore::Open(db) => Ok(Self::Store(db)),
+            ReadOnlyStore::Missing => Ok(Self::Empty),
+            ReadOnlyStore::Busy => {
                 let path = dir.admin_info_path();
                 let text = std::fs::read_to_string(&path).map_err(|_| {
                     anyhow!(
@@ -81,7 +81,7 @@ impl History {
 
     pub fn events(&self, query: &EventQuery) -> Result<Vec<Event>> {
         match self {
-            Self::Store(db) => store::read(db.as_ref())?.events(query),
+            Self::Store(db) => Snapshot::of(db.as_ref())?.events(query),
             Self::Admin(client) => {
                 let mut params = Vec::new();
                 if let Some(machine) = &query.machine {
@@ -104,7 +104,7 @@ impl History {
 
     pub fn machines(&self) -> Result<Vec<MachineSeen>> {
         match self {
-            Self::Store(db) => store::read(db.as_ref())?.machines(),
+            Self::Store(db) => Snapshot::of(db.as_ref())?.machines(),
             Self::Admin(client) => client.get("/api/machines"),
             Self::Empty => Ok(Vec::new()),
         }
@@ -113,7 +113,7 @@ impl History {
     /// A machine's latest boots, newest first, with their requests.
     pub fn boots(&self, machine: &str, limit: usize) -> Result<Vec<BootDetail>> {
         match self {
-            Self::Store(db) => store::read(db.as_ref())?.boots(machine, limit),
+            Self::Store(db) => Snapshot::of(db.as_ref())?.boots(machine, limit),
             Self::Admin(client) => client.get(&format!(
                 "/api/machines/{}/boots?limit={limit}",
                 encode(machine)
