@@ -7,6 +7,7 @@
 //! ca/ca.crt, ca/ca.key     the CA that issues and verifies client certificates
 //! server/server.{crt,key}  the HTTPS server's certificate
 //! machines/<name>/client.{crt,key}
+//! templates/machine-boot.ipxe  what `machine add` gives a new machine
 //! files/<fingerprint>/     what each machine may fetch (boot.ipxe, kernel, ...)
 //! files/default/boot.ipxe  script for enrolled machines without a folder
 //! profiles/<name>/         a boot configuration many machines share
@@ -18,7 +19,14 @@
 //! config/trees/<commit>/   each checked commit's files/ and profiles/
 //! config/live.json         which tree the server serves, and whether pinned
 //! config/history.jsonl     every applied or rejected commit
+//! config/sync.lock         taken by every sync, pin and unpin
+//! .lock                    taken by commands that change state
 //! ```
+//!
+//! A boot folder — a machine's `files/<fingerprint>/`, `files/default/` or a
+//! profile's `profiles/<name>/` — holds [`SCRIPT_FILE`], optionally
+//! [`VARS_FILE`] and [`SECRETS_FILE`], and any file its machines fetch under
+//! `/files/`, except the [`NEVER_SERVED`] ones.
 
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
@@ -28,6 +36,31 @@ use anyhow::{Context, Result, bail};
 
 /// Default location when neither `--data` nor `BOOTGATE_DATA` is given.
 pub const DEFAULT_PATH: &str = "./bootgate-data";
+
+/// A boot folder's iPXE script template.
+pub const SCRIPT_FILE: &str = "boot.ipxe";
+/// A boot folder's variables (flat TOML), rendered into its templates.
+pub const VARS_FILE: &str = "vars.toml";
+/// A boot folder's one-time secrets template, served only through `/secrets/<token>`.
+pub const SECRETS_FILE: &str = "secrets";
+/// Names in a boot folder that `/files/` never serves, directly, through a
+/// symlink or as a shared asset: `secrets` is only ever rendered once through
+/// `/secrets/<token>`, and `vars.toml` may hold values meant only for rendering.
+pub const NEVER_SERVED: [&str; 2] = [SECRETS_FILE, VARS_FILE];
+
+/// Whether `/files/` must refuse a file of this name.
+pub fn is_never_served(name: &str) -> bool {
+    NEVER_SERVED.contains(&name)
+}
+
+/// The two trees of boot folders, as a data directory and a git-managed
+/// configuration both hold them.
+pub const FILES_TREE: &str = "files";
+pub const PROFILES_TREE: &str = "profiles";
+/// The folder in `files/` that stands in for machines without their own.
+const DEFAULT_FOLDER: &str = "default";
+/// The template `machine add` gives a new machine, when the operator wrote one.
+const MACHINE_TEMPLATE_FILE: &str = "templates/machine-boot.ipxe";
 
 #[derive(Debug, Clone)]
 pub struct DataDir {
@@ -94,8 +127,12 @@ impl DataDir {
     pub fn machine_key_path(&self, name: &str) -> PathBuf {
         self.machine_dir(name).join("client.key")
     }
+    /// What `machine add` gives a new machine's folder, if the operator wrote it.
+    pub fn machine_template_path(&self) -> PathBuf {
+        self.root.join(MACHINE_TEMPLATE_FILE)
+    }
     pub fn files_dir(&self) -> PathBuf {
-        self.root.join("files")
+        self.root.join(FILES_TREE)
     }
     /// A machine's own folder, named by its certificate fingerprint as the
     /// original ipxe-boot-server did.
@@ -103,11 +140,19 @@ impl DataDir {
         self.files_dir().join(fingerprint)
     }
     pub fn default_files_dir(&self) -> PathBuf {
-        self.files_dir().join("default")
+        self.files_dir().join(DEFAULT_FOLDER)
+    }
+    /// A machine's own boot script (which may not exist).
+    pub fn machine_script_path(&self, fingerprint: &str) -> PathBuf {
+        self.machine_files_dir(fingerprint).join(SCRIPT_FILE)
+    }
+    /// The script of enrolled machines without a folder of their own.
+    pub fn default_script_path(&self) -> PathBuf {
+        self.default_files_dir().join(SCRIPT_FILE)
     }
 
     pub fn profiles_dir(&self) -> PathBuf {
-        self.root.join("profiles")
+        self.root.join(PROFILES_TREE)
     }
     pub fn profile_dir(&self, name: &str) -> PathBuf {
         self.profiles_dir().join(name)
@@ -152,6 +197,10 @@ impl DataDir {
     }
     pub fn gitcfg_history_path(&self) -> PathBuf {
         self.gitcfg_dir().join("history.jsonl")
+    }
+    /// Taken by every sync, pin and unpin of the git-managed configuration.
+    pub fn gitcfg_lock_path(&self) -> PathBuf {
+        self.gitcfg_dir().join("sync.lock")
     }
 
     /// Takes the data directory's lock for a command that changes state, so two

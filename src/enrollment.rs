@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 use crate::ca::{self, Ca, CertInfo};
-use crate::datadir::DataDir;
+use crate::datadir::{DataDir, SCRIPT_FILE};
 use crate::fsutil;
 use crate::names::ProfileName;
 use crate::profiles;
@@ -17,20 +17,18 @@ use crate::registry::{Machine, MachineName, Origin, Registry};
 /// The script a newly enrolled machine gets until someone writes its own.
 pub const DEFAULT_MACHINE_TEMPLATE: &str = include_str!("../templates/machine-boot.ipxe");
 
-/// Name of the editable copy of [`DEFAULT_MACHINE_TEMPLATE`] in the data dir.
-pub const TEMPLATE_FILE: &str = "templates/machine-boot.ipxe";
-
 pub fn write_default_template(dir: &DataDir) -> Result<()> {
-    let path = dir.root().join(TEMPLATE_FILE);
+    let path = dir.machine_template_path();
     fsutil::create_dir(path.parent().expect("has a parent"))?;
     fsutil::write_new(&path, DEFAULT_MACHINE_TEMPLATE.as_bytes(), fsutil::PUBLIC)?;
     Ok(())
 }
 
-/// The template, opened beneath `templates/`: it is copied into a served
+/// The template ([`DataDir::machine_template_path`], the editable copy of
+/// [`DEFAULT_MACHINE_TEMPLATE`]), opened beneath its folder: it is copied into a served
 /// folder, so a link to a key must not be followed.
 fn machine_template(dir: &DataDir) -> Result<String> {
-    let path = dir.root().join(TEMPLATE_FILE);
+    let path = dir.machine_template_path();
     let read = || -> std::io::Result<String> {
         let folder = fsutil::beneath::Dir::open(fsutil::parent_of(&path))?;
         let name = path.file_name().expect("has a name");
@@ -96,7 +94,7 @@ pub fn add(dir: &DataDir, name: &MachineName, profile: Option<&ProfileName>) -> 
         let files = dir.machine_files_dir(&issued.info.fingerprint);
         fsutil::create_dir(&files)?;
         fsutil::write_new(
-            &files.join("boot.ipxe"),
+            &files.join(SCRIPT_FILE),
             template.as_bytes(),
             fsutil::PUBLIC,
         )?;
@@ -249,9 +247,7 @@ pub fn set_profile(
     }
     let machine = registry.get_mut(name).expect("just checked");
     let previous = std::mem::replace(&mut machine.profile, profile.cloned());
-    let own_script = dir
-        .machine_files_dir(&machine.fingerprint)
-        .join("boot.ipxe");
+    let own_script = dir.machine_script_path(&machine.fingerprint);
     registry.save(dir)?;
 
     let mut change = ProfileChange {

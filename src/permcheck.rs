@@ -129,7 +129,7 @@ mod tests {
         fs::create_dir_all(dir.default_files_dir()).unwrap();
         fs::create_dir_all(dir.ca_dir()).unwrap();
         fs::write(dir.registry_path(), "{}").unwrap();
-        fs::write(dir.default_files_dir().join("boot.ipxe"), "#!ipxe").unwrap();
+        fs::write(dir.default_script_path(), "#!ipxe").unwrap();
         for path in [
             dir.root(),
             &dir.files_dir(),
@@ -139,7 +139,7 @@ mod tests {
             chmod(path, 0o750);
         }
         chmod(&dir.registry_path(), 0o640);
-        chmod(&dir.default_files_dir().join("boot.ipxe"), 0o640);
+        chmod(&dir.default_script_path(), 0o640);
         std::os::unix::fs::symlink("/tmp", dir.files_dir().join("link")).unwrap();
         assert!(check(&dir).unwrap().is_none());
 
@@ -155,7 +155,7 @@ mod tests {
         );
         chmod(&dir.registry_path(), 0o640);
 
-        chmod(&dir.default_files_dir().join("boot.ipxe"), 0o646);
+        chmod(&dir.default_script_path(), 0o646);
         let err = check(&dir).unwrap_err().to_string();
         assert!(err.contains("boot.ipxe"), "{err}");
     }

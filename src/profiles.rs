@@ -17,15 +17,10 @@ use crate::assets::AssetIndex;
 use crate::assets::usage::subfolders;
 use crate::bootcfg::b2c::B2cConfig;
 use crate::bootcfg::refs::file_references;
-use crate::datadir::DataDir;
+use crate::datadir::{DataDir, SCRIPT_FILE, SECRETS_FILE, VARS_FILE};
 use crate::fsutil;
 use crate::names::ProfileName;
 use crate::registry::Registry;
-
-/// A profile's script and variables, beside its files.
-pub const SCRIPT_FILE: &str = "boot.ipxe";
-pub const VARS_FILE: &str = "vars.toml";
-pub const SECRETS_FILE: &str = "secrets";
 
 /// One `NAME=VALUE` for a profile's `vars.toml`.
 #[derive(Debug, Clone, PartialEq, Eq)]

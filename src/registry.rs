@@ -102,6 +102,23 @@ impl Machine {
     }
 }
 
+#[cfg(test)]
+impl Machine {
+    /// An issued machine with this name and certificate fingerprint.
+    pub(crate) fn sample(name: &str, fingerprint: &str) -> Self {
+        let cert = CertInfo {
+            fingerprint: fingerprint.into(),
+            sha256: "s".repeat(64),
+            serial: "01".into(),
+            subject_cn: None,
+            not_before: String::new(),
+            not_after: String::new(),
+            is_ca: false,
+        };
+        Self::new(name.parse().expect("a valid name"), &cert, Origin::Issued)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Registry {
     version: u32,

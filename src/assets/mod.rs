@@ -21,9 +21,6 @@ use anyhow::{Context, Result, bail};
 use crate::datadir::DataDir;
 use crate::names::AssetName;
 
-/// Names `/files/` never serves (`server::paths`), so no asset may take them.
-const UNSERVED_NAMES: [&str; 2] = ["secrets", "vars.toml"];
-
 /// Refusals a caller may want to tell apart.
 #[derive(Debug, thiserror::Error)]
 pub enum AssetError {
@@ -71,7 +68,7 @@ pub fn add(dir: &DataDir, file: &Path, opts: AddOptions) -> Result<Added> {
             .parse()
             .context("the file's name is not a valid asset name; give one with --name")?,
     };
-    if UNSERVED_NAMES.contains(&name.as_ref()) {
+    if crate::datadir::is_never_served(name.as_ref()) {
         bail!("{name:?} is never served under /files/; choose another --name");
     }
     let blobs = dir.asset_blobs_dir();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::bootcfg::refs::file_references;
-use crate::datadir::DataDir;
+use crate::datadir::{DataDir, SCRIPT_FILE};
 use crate::registry::Registry;
 
 /// A boot script and the file names it fetches.
@@ -48,7 +48,7 @@ pub fn users<'a>(
 }
 
 fn read_refs(owner: String, folder: &Path) -> Result<Option<ScriptRefs>> {
-    let path = folder.join("boot.ipxe");
+    let path = folder.join(SCRIPT_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),

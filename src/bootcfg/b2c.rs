@@ -58,18 +58,6 @@ pub const KNOWN_PARAMS: [&str; 19] = [
     "reboot_cmd",
 ];
 
-/// Variables every machine's script can use (docs/templates.md); `mac`,
-/// `platform` and `buildarch` come from the chain URL of bootgate's images.
-pub const STANDARD_VARIABLES: [&str; 7] = [
-    "machine_name",
-    "client_cert_fingerprint",
-    "server_url",
-    "secrets_url",
-    "mac",
-    "platform",
-    "buildarch",
-];
-
 /// Longest kernel command line arm64 and x86 kernels accept
 /// (`COMMAND_LINE_SIZE`); longer ones are cut.
 pub const MAX_CMDLINE: usize = 2048;
@@ -349,7 +337,8 @@ pub struct Rendered {
 
 impl B2cConfig {
     /// Renders the iPXE script. `variables` are the names the script may
-    /// reference besides [`STANDARD_VARIABLES`] (e.g. the profile's vars).
+    /// reference besides the [standard ones](super::variables::is_standard)
+    /// (e.g. the profile's vars).
     pub fn render(&self, variables: &[&str]) -> Result<Rendered, B2cError> {
         let missing = |what: &'static str| B2cError::Invalid {
             what,
@@ -448,7 +437,7 @@ impl B2cConfig {
             }
         }
         for name in template::referenced_names(cmdline) {
-            if !STANDARD_VARIABLES.contains(&name) && !variables.contains(&name) {
+            if !super::variables::is_standard(name) && !variables.contains(&name) {
                 warnings.push(format!(
                     "${name} is not a bootgate variable: it reaches machines as written unless their vars.toml defines {name}; write $$ for a literal $"
                 ));

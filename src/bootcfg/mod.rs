@@ -6,3 +6,4 @@ pub mod b2c;
 pub mod refs;
 pub mod scratch_volume;
 pub mod template;
+pub mod variables;

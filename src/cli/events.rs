@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
+use super::history::History;
 use crate::datadir::DataDir;
 use crate::events::duration::Span;
-use crate::events::history::History;
 use crate::events::{Event, EventQuery, Timestamp, text};
 use crate::registry::Registry;
 

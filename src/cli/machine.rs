@@ -9,10 +9,10 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::events::SourceArgs;
-use crate::datadir::DataDir;
+use super::history::History;
+use crate::datadir::{DataDir, SCRIPT_FILE};
 use crate::enrollment;
 use crate::events::duration::ago;
-use crate::events::history::History;
 use crate::events::text::print_boot;
 use crate::events::{Boot, BootDetail, MachineSeen, Timestamp};
 use crate::names::ProfileName;
@@ -118,11 +118,11 @@ fn add(dir: &DataDir, args: AddArgs) -> Result<()> {
         Some(profile) => eprintln!(
             "boot script: profile {profile} ({}); per-machine overrides go in {}",
             dir.profile_dir(profile.as_ref())
-                .join("boot.ipxe")
+                .join(SCRIPT_FILE)
                 .display(),
             own.display()
         ),
-        None => eprintln!("boot script: {}", own.join("boot.ipxe").display()),
+        None => eprintln!("boot script: {}", own.join(SCRIPT_FILE).display()),
     }
     println!("{}", machine.fingerprint);
     Ok(())
@@ -148,9 +148,9 @@ fn adopt(dir: &DataDir, args: AdoptArgs) -> Result<()> {
             }
         );
     }
-    if !files.join("boot.ipxe").is_file() {
+    if !files.join(SCRIPT_FILE).is_file() {
         eprintln!(
-            "note: {} has no boot.ipxe yet; copy the old files/{}/ tree there",
+            "note: {} has no {SCRIPT_FILE} yet; copy the old files/{}/ tree there",
             files.display(),
             machine.fingerprint
         );

@@ -1,11 +1,13 @@
 //! The command line: parses arguments and hands each subcommand to the library.
 //! Errors reach the user as one line, `error: what failed: why`.
 
+mod admin_client;
 mod asset;
 mod boot_try;
 mod config;
 mod events;
 mod generate;
+mod history;
 pub mod image;
 mod init;
 mod machine;

@@ -231,7 +231,7 @@ fn create(dir: &DataDir, args: CreateArgs) -> Result<()> {
     eprintln!(
         "profile {} written to {}",
         args.name,
-        created.dir.join(profiles::SCRIPT_FILE).display()
+        created.dir.join(crate::datadir::SCRIPT_FILE).display()
     );
     eprintln!(
         "next: bootgate machine add NAME --profile {0} (or machine set-profile NAME {0})",

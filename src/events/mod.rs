@@ -5,15 +5,15 @@
 //! - [`boots`]: the rules that group requests into boots, as a pure state machine;
 //! - [`store`]: the redb file, its tables, retention and queries;
 //! - [`writer`]: the bounded channel and the thread that batches writes;
-//! - [`history`]: how the CLI reads it, from the file or from a running server;
 //! - [`duration`]: `--since 2h` in, `3m ago` out;
 //! - [`text`]: events and boots in words, for the CLI and the status page.
 //!
-//! Nothing here knows about HTTP serving; the server feeds events in.
+//! Nothing here knows about HTTP: the server feeds events in and answers the
+//! admin API from the store; the CLI reads through the store or that API
+//! (`cli/history.rs`).
 
 pub mod boots;
 pub mod duration;
-pub mod history;
 pub mod model;
 pub mod store;
 pub mod text;

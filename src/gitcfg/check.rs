@@ -20,11 +20,12 @@ use std::path::{Path, PathBuf};
 
 use crate::assets::AssetIndex;
 use crate::bootcfg::template::{self, Vars};
-use crate::datadir::DataDir;
+use crate::bootcfg::variables::{self, MachineVars};
+use crate::datadir::{DataDir, SCRIPT_FILE, SECRETS_FILE, VARS_FILE, is_never_served};
 use crate::registry::{Machine, Registry};
-use crate::server::paths::{self, PRIVATE_NAMES};
-use crate::server::resolve::{self, Roots, SCRIPT_FILE, SECRETS_FILE};
-use crate::server::{VARS_FILE, parse_vars};
+use crate::server::parse_vars;
+use crate::server::paths;
+use crate::server::resolve::Roots;
 
 /// Query values a script is rendered with, as iPXE would send them.
 const SAMPLE_QUERY: [(&str, &str); 3] = [
@@ -149,7 +150,8 @@ fn check_symlinks(
                 Ok(real)
                     if real
                         .file_name()
-                        .is_some_and(|n| PRIVATE_NAMES.iter().any(|p| n == *p)) =>
+                        .and_then(|n| n.to_str())
+                        .is_some_and(is_never_served) =>
                 {
                     Some("points to a file that is never served")
                 }
@@ -224,15 +226,10 @@ fn check_machine(
             vars.extend(file_vars);
         }
     }
-    vars.insert("machine_name".into(), machine.name.to_string());
+    MachineVars::of(machine, cx.public_url).insert_into(&mut vars);
     vars.insert(
-        "client_cert_fingerprint".into(),
-        machine.fingerprint.clone(),
-    );
-    vars.insert("server_url".into(), cx.public_url.to_string());
-    vars.insert(
-        "secrets_url".into(),
-        format!("{}/secrets/sample", cx.public_url),
+        variables::SECRETS_URL.into(),
+        variables::secrets_url(cx.public_url, "sample"),
     );
     let rendered = template::safe_substitute(&text, &vars);
     for reference in file_references(&rendered, cx.public_url) {
@@ -273,12 +270,9 @@ fn resolves(roots: &Roots, reference: &str, assets: &AssetIndex) -> bool {
     let Ok(segments) = paths::decode_segments(reference) else {
         return false;
     };
-    if roots.folders().any(|folder| {
-        resolve::open_folder(folder).is_ok_and(|dir| paths::open_within(&dir, &segments).is_ok())
-    }) {
-        return true;
-    }
-    matches!(segments.as_slice(), [name] if assets.get(name).is_some())
+    roots
+        .find_file(&segments, |name| assets.get(name).map(|_| ()))
+        .is_ok_and(|found| found.is_some())
 }
 
 #[cfg(test)]
@@ -295,5 +289,56 @@ mod tests {
             file_references(script, "https://boot.example.com"),
             ["vmlinuz", "a/initrd.img"]
         );
+    }
+
+    #[test]
+    fn never_served_names_are_referenced_or_linked_nowhere() {
+        use crate::assets::AssetEntry;
+        use crate::datadir::NEVER_SERVED;
+
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = DataDir::new(tmp.path());
+        let fingerprint = "f".repeat(40);
+        let mut registry = Registry::default();
+        registry.add(Machine::sample("gw", &fingerprint)).unwrap();
+        // A hand-edited index naming shared assets like the private files.
+        let mut assets = AssetIndex::default();
+        for name in NEVER_SERVED {
+            let entry = AssetEntry {
+                sha256: "0".repeat(64).parse().unwrap(),
+                size: 0,
+                added_at: String::new(),
+            };
+            assets.insert(name.parse().unwrap(), entry);
+        }
+        let folder = tree.machine_files_dir(&fingerprint);
+        std::fs::create_dir_all(&folder).unwrap();
+        let mut script = String::from("#!ipxe\n");
+        for name in NEVER_SERVED {
+            std::os::unix::fs::symlink(name, folder.join(format!("{name}-link"))).unwrap();
+            script.push_str(&format!("initrd /files/{name}\n"));
+        }
+        std::fs::write(folder.join(SCRIPT_FILE), script).unwrap();
+        std::fs::write(folder.join(SECRETS_FILE), "password=x\n").unwrap();
+        std::fs::write(folder.join(VARS_FILE), "role = \"gw\"\n").unwrap();
+
+        let cx = Context {
+            registry: &registry,
+            assets: &assets,
+            public_url: "https://boot.example.com",
+        };
+        let problems = check_tree(tmp.path(), &cx).join("\n");
+        for name in NEVER_SERVED {
+            assert!(
+                problems.contains(&format!(
+                    "{name}-link: symlink to {name}: points to a file that is never served"
+                )),
+                "{name}: {problems}"
+            );
+            assert!(
+                problems.contains(&format!("/files/{name} is in none of its folders")),
+                "{name}: {problems}"
+            );
+        }
     }
 }

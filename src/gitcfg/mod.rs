@@ -28,7 +28,7 @@ use anyhow::{Context, Result};
 
 use crate::assets::AssetIndex;
 use crate::config::{Config, GitConfig};
-use crate::datadir::DataDir;
+use crate::datadir::{DataDir, FILES_TREE, PROFILES_TREE};
 use crate::registry::Registry;
 use git::{CommitInfo, Git};
 use history::{CommitOutcome, Record};
@@ -169,7 +169,7 @@ pub fn unpin(dir: &DataDir, config: &Config) -> Result<Report> {
 fn lock(dir: &DataDir) -> Result<File> {
     let folder = dir.gitcfg_dir();
     std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
-    let path = folder.join("sync.lock");
+    let path = dir.gitcfg_lock_path();
     let file = File::options()
         .create(true)
         .truncate(false)
@@ -267,16 +267,18 @@ fn write_tree(git: &Git, config: &Config, commit: &str, root: &Path) -> Result<V
     if !problems.is_empty() {
         return Ok(problems);
     }
-    let data_layout = entries.iter().any(|e| e.path.starts_with("files/"));
+    let data_layout = entries
+        .iter()
+        .any(|e| e.path.starts_with(&format!("{FILES_TREE}/")));
     let out = if data_layout {
         root.join("checkout")
     } else {
-        root.join("files")
+        root.join(FILES_TREE)
     };
     git.checkout(commit, &out)
         .with_context(|| format!("writing out commit {}", short(commit)))?;
     if data_layout {
-        for name in ["files", "profiles"] {
+        for name in [FILES_TREE, PROFILES_TREE] {
             let from = out.join(name);
             if from.is_dir() {
                 std::fs::rename(&from, root.join(name))

@@ -569,17 +569,10 @@ pub fn resolve(data: &DataDir, opts: &BuildOptions) -> Result<Inputs> {
 /// profile's, or the default one), when it asks boot2container to search for
 /// its cache (`b2c.cache_device=auto` or `reset`): then an image without a
 /// cache partition would have its first disk repartitioned.
-fn cache_search_warning(data: &DataDir, machine: &str, fingerprint: &str) -> Option<String> {
+fn cache_search_warning(data: &DataDir, machine: &str) -> Option<String> {
     let registry = Registry::load(data).ok()?;
-    let profile = registry.get(machine)?.profile.clone();
-    let mut candidates = vec![data.machine_files_dir(fingerprint).join("boot.ipxe")];
-    if let Some(profile) = &profile {
-        candidates.push(data.profile_dir(profile.as_ref()).join("boot.ipxe"));
-    }
-    candidates.push(data.default_files_dir().join("boot.ipxe"));
-    let (path, script) = candidates
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok().map(|s| (p, s)))?;
+    let path = crate::server::boot_script_of(data, registry.get(machine)?)?;
+    let script = std::fs::read_to_string(&path).ok()?;
     let mode = ["auto", "reset"].into_iter().find(|mode| {
         script
             .split_whitespace()
@@ -602,7 +595,7 @@ pub fn build(
     let fingerprint = inputs.identity.fingerprint.clone();
     let warnings = match opts.cache_size {
         Some(_) => Vec::new(),
-        None => cache_search_warning(data, &inputs.identity.name, &fingerprint)
+        None => cache_search_warning(data, &inputs.identity.name)
             .into_iter()
             .collect(),
     };

@@ -6,9 +6,9 @@
 //! 1. the query parameters of `/boot/ipxe` (`mac`, `platform`, `buildarch`, ...);
 //! 2. the `vars.toml` of the machine's profile (flat `name = "value"` pairs);
 //! 3. the machine's own `vars.toml`;
-//! 4. bootgate's own: `machine_name`, `client_cert_fingerprint`,
-//!    `client_cert_serial`, `server_url`, and `secrets_url` when the template
-//!    uses it.
+//! 4. bootgate's own ([`crate::bootcfg::variables`]): `machine_name`,
+//!    `client_cert_fingerprint`, `client_cert_serial`, `server_url`, and
+//!    `secrets_url` when the template uses it.
 //!
 //! [`unprovided_variables`] tells an operator which names a machine's script
 //! uses that none of these provide (they stay in the script as written).
@@ -22,9 +22,8 @@ use std::sync::Arc;
 use super::error::{Refusal, internal};
 use super::file_cache::FileCache;
 use crate::bootcfg::template::Vars;
-
-/// File name of a machine's variables, beside its `boot.ipxe`.
-pub const VARS_FILE: &str = "vars.toml";
+use crate::bootcfg::variables;
+use crate::datadir::VARS_FILE;
 
 /// Checks query parameters before they become template variables: names are
 /// identifiers, values hold nothing that could break an iPXE or kernel command
@@ -66,30 +65,6 @@ pub fn file_vars(cache: &FileCache<Vars>, root: &Path) -> Result<Option<Arc<Vars
         .map_err(|err| internal("boot variables", format!("{err:#}")))
 }
 
-/// Names bootgate fills in itself.
-pub const OWN_VARIABLES: &[&str] = &[
-    "machine_name",
-    "client_cert_fingerprint",
-    "client_cert_serial",
-    "server_url",
-    "secrets_url",
-];
-
-/// Query parameters that boot images send: `mac` (every original gateway),
-/// `platform` and `buildarch` (images bootgate builds).
-const QUERY_VARIABLES: &[&str] = &["mac", "platform", "buildarch"];
-
-/// A certificate serial (hex, as stored in the registry) written the way
-/// nginx's `$ssl_client_serial` is, which the original passed to its
-/// templates: uppercase hex, without DER's leading zero byte.
-pub fn nginx_serial(serial_hex: &str) -> String {
-    let mut s = serial_hex;
-    while s.len() > 2 && s.starts_with("00") {
-        s = &s[2..];
-    }
-    s.to_ascii_uppercase()
-}
-
 /// The script `machine` is served and the names it references that nothing
 /// provides: not bootgate, not the usual query parameters, not a `vars.toml`.
 /// `None` when no script applies.
@@ -116,11 +91,7 @@ pub fn unprovided_variables(
     }
     let missing = crate::bootcfg::template::referenced_names(&text)
         .into_iter()
-        .filter(|name| {
-            !OWN_VARIABLES.contains(name)
-                && !QUERY_VARIABLES.contains(name)
-                && !provided.contains_key(*name)
-        })
+        .filter(|name| !variables::is_standard(name) && !provided.contains_key(*name))
         .map(str::to_string)
         .collect();
     Ok(Some((script, missing)))
@@ -161,13 +132,6 @@ mod tests {
         assert!(parse_vars("[table]\nx = 1\n").is_err());
         assert!(parse_vars("\"bad-name\" = 1\n").is_err());
         assert!(parse_vars("not toml").is_err());
-    }
-
-    #[test]
-    fn serials_read_like_nginx() {
-        assert_eq!(nginx_serial("01"), "01");
-        assert_eq!(nginx_serial("00c4ff"), "C4FF");
-        assert_eq!(nginx_serial("00"), "00");
     }
 
     #[test]

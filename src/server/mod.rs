@@ -40,8 +40,8 @@ mod telemetry;
 mod tls;
 mod verifier;
 
-pub use admin::announce as announce_admin;
-pub use boot::{VARS_FILE, parse_vars, unprovided_variables};
+pub use admin::{AdminInfo, announce as announce_admin};
+pub use boot::{parse_vars, unprovided_variables};
 pub use identity::{Peer, TlsSession};
 pub use reload::Reloader;
 

@@ -12,12 +12,8 @@ use std::path::PathBuf;
 use percent_encoding::percent_decode_str;
 
 use super::error::Refusal;
+use crate::datadir::{NEVER_SERVED, is_never_served};
 use crate::fsutil::beneath::{self, Dir};
-
-/// Files in a machine's folder that are never served as files: `secrets` is
-/// only ever rendered once through `/secrets/<token>`, and `vars.toml` may hold
-/// values meant only for rendering.
-pub const PRIVATE_NAMES: [&str; 2] = ["secrets", "vars.toml"];
 
 /// Splits and decodes the part of the URL path after `/files/`.
 pub fn decode_segments(raw: &str) -> Result<Vec<String>, Refusal> {
@@ -41,10 +37,11 @@ pub fn decode_segments(raw: &str) -> Result<Vec<String>, Refusal> {
 }
 
 /// Opens `segments` beneath `folder` as a regular, servable file. Symlinks
-/// may point anywhere inside the folder, but never at its private files.
+/// may point anywhere inside the folder, but never at its
+/// [never-served](NEVER_SERVED) files.
 pub fn open_within(folder: &Dir, segments: &[String]) -> Result<(File, Metadata), Refusal> {
     if let [name] = segments
-        && PRIVATE_NAMES.contains(&name.as_str())
+        && is_never_served(name)
     {
         return Err(Refusal::NotFound);
     }
@@ -56,7 +53,7 @@ pub fn open_within(folder: &Dir, segments: &[String]) -> Result<(File, Metadata)
         Refusal::NotFound
     })?;
     let opened = (meta.dev(), meta.ino());
-    if PRIVATE_NAMES
+    if NEVER_SERVED
         .iter()
         .any(|name| folder.entry_id(name) == Some(opened))
     {
@@ -86,18 +83,40 @@ mod tests {
         let root = tmp.path().join("root");
         std::fs::create_dir(&root).unwrap();
         std::fs::write(root.join("kernel"), "k").unwrap();
-        std::fs::write(root.join("secrets"), "s").unwrap();
         std::fs::write(tmp.path().join("outside"), "o").unwrap();
         std::os::unix::fs::symlink("kernel", root.join("alias")).unwrap();
         std::os::unix::fs::symlink("../outside", root.join("escape")).unwrap();
-        std::os::unix::fs::symlink("secrets", root.join("leak")).unwrap();
         let folder = Dir::open(&root).unwrap();
         let ok = |p: &str| open_within(&folder, &[p.to_string()]);
         assert!(ok("kernel").is_ok());
         assert!(ok("alias").is_ok());
         assert!(ok("escape").is_err());
-        assert!(ok("secrets").is_err());
-        assert!(ok("leak").is_err());
         assert!(ok("missing").is_err());
+    }
+
+    #[test]
+    fn never_served_names_are_refused_directly_and_through_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir(root.join("sub")).unwrap();
+        for name in NEVER_SERVED {
+            std::fs::write(root.join(name), "private").unwrap();
+            std::os::unix::fs::symlink(name, root.join(format!("{name}-leak"))).unwrap();
+            let up = root.join("sub").join(format!("{name}-up"));
+            std::os::unix::fs::symlink(format!("../{name}"), up).unwrap();
+        }
+        let folder = Dir::open(root).unwrap();
+        let open = |segments: &[&str]| {
+            let segments: Vec<String> = segments.iter().map(|s| s.to_string()).collect();
+            open_within(&folder, &segments)
+        };
+        for name in NEVER_SERVED {
+            assert!(open(&[name]).is_err(), "{name}");
+            assert!(open(&[&format!("{name}-leak")]).is_err(), "{name}-leak");
+            assert!(
+                open(&["sub", &format!("{name}-up")]).is_err(),
+                "sub/{name}-up"
+            );
+        }
     }
 }

@@ -10,23 +10,33 @@
 //! Variables stack the other way round: the profile's `vars.toml` first, the
 //! machine's own on top. Each folder keeps the protections of
 //! [`super::paths`]: a file refused in one folder is looked for in the next,
-//! never outside them.
+//! never outside them. [`Roots::find_file`] is the one walk of that order for
+//! `/files/`, used by the server and by the checks of a git-managed
+//! configuration alike.
 //!
 //! A folder is opened beneath its tree (`files/` or `profiles/`, opened by
 //! path), and everything in it beneath the folder
 //! ([`crate::fsutil::beneath`]): a machine's folder that is a symlink to
 //! another folder of the same tree works, one leading elsewhere does not.
 
+use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::error::{Refusal, internal};
-use crate::datadir::DataDir;
+use super::paths;
+use crate::datadir::{DataDir, SCRIPT_FILE, SECRETS_FILE, is_never_served};
 use crate::fsutil::beneath::Dir;
 use crate::registry::Machine;
 
-pub const SCRIPT_FILE: &str = "boot.ipxe";
-pub const SECRETS_FILE: &str = "secrets";
+/// Where `/files/<path>` is found for a machine.
+#[derive(Debug)]
+pub enum Found<A> {
+    /// A file of one of its folders, opened beneath that folder.
+    File((File, Metadata)),
+    /// The shared asset of that name, as the caller's lookup gave it.
+    Asset(A),
+}
 
 /// A machine's folders, most specific first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +72,35 @@ impl Roots {
             .iter()
             .chain(self.profile.iter())
             .map(PathBuf::as_path)
+    }
+
+    /// Finds `/files/<segments>` for this machine: in its folders in order,
+    /// then, for a single name, the shared asset `asset` finds under it.
+    /// `None` when nothing matches; never-served names match nothing.
+    pub fn find_file<A>(
+        &self,
+        segments: &[String],
+        asset: impl FnOnce(&str) -> Option<A>,
+    ) -> Result<Option<Found<A>>, Refusal> {
+        if let [name] = segments
+            && is_never_served(name)
+        {
+            return Ok(None);
+        }
+        for folder in self.folders() {
+            let Ok(folder) = open_folder(folder) else {
+                continue;
+            };
+            match paths::open_within(&folder, segments) {
+                Ok(opened) => return Ok(Some(Found::File(opened))),
+                Err(Refusal::NotFound) => continue,
+                Err(refusal) => return Err(refusal),
+            }
+        }
+        Ok(match segments {
+            [name] => asset(name).map(Found::Asset),
+            _ => None,
+        })
     }
 
     /// Candidate boot scripts, in order.
@@ -137,20 +176,9 @@ pub fn read_first(candidates: &[PathBuf]) -> Result<Option<String>, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ca::CertInfo;
-    use crate::registry::Origin;
 
     fn machine(profile: Option<&str>) -> Machine {
-        let cert = CertInfo {
-            fingerprint: "f".repeat(40),
-            sha256: "s".repeat(64),
-            serial: "01".into(),
-            subject_cn: None,
-            not_before: String::new(),
-            not_after: String::new(),
-            is_ca: false,
-        };
-        let mut m = Machine::new("gw".parse().unwrap(), &cert, Origin::Issued);
+        let mut m = Machine::sample("gw", &"f".repeat(40));
         m.profile = profile.map(|p| p.parse().unwrap());
         m
     }
@@ -198,5 +226,49 @@ mod tests {
         std::fs::write(own.join("boot.ipxe"), "own").unwrap();
         assert_eq!(read_first(&r.scripts()).unwrap().as_deref(), Some("own"));
         assert_eq!(read_first(&[tmp.path().join("none")]).unwrap(), None);
+    }
+
+    #[test]
+    fn files_are_found_in_order_and_never_served_names_nowhere() {
+        use crate::datadir::NEVER_SERVED;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        let own = dir.machine_files_dir(&"f".repeat(40));
+        let profile = dir.profile_dir("rpi");
+        for folder in [&own, &profile] {
+            std::fs::create_dir_all(folder).unwrap();
+            std::fs::write(folder.join("kernel"), folder.to_str().unwrap()).unwrap();
+            for name in NEVER_SERVED {
+                std::fs::write(folder.join(name), "private").unwrap();
+                std::os::unix::fs::symlink(name, folder.join(format!("{name}-link"))).unwrap();
+            }
+        }
+        std::fs::write(profile.join("dtb"), "profile dtb").unwrap();
+        let roots = Roots::of(&dir, &machine(Some("rpi")));
+        // The never-served names are also shared assets (a hand-edited
+        // index): the lookup must not reach them either.
+        let asset = |name: &str| {
+            (name == "vmlinuz" || NEVER_SERVED.contains(&name)).then(|| name.to_string())
+        };
+        let find = |path: &str| {
+            let segments: Vec<String> = path.split('/').map(String::from).collect();
+            match roots.find_file(&segments, asset) {
+                Ok(Some(Found::File((mut file, _)))) => {
+                    let mut text = String::new();
+                    file.read_to_string(&mut text).unwrap();
+                    Some(format!("file {text}"))
+                }
+                Ok(Some(Found::Asset(name))) => Some(format!("asset {name}")),
+                Ok(None) | Err(_) => None,
+            }
+        };
+        assert_eq!(find("kernel"), Some(format!("file {}", own.display())));
+        assert_eq!(find("dtb").as_deref(), Some("file profile dtb"));
+        assert_eq!(find("vmlinuz").as_deref(), Some("asset vmlinuz"));
+        assert_eq!(find("sub/vmlinuz"), None, "assets have flat names");
+        for name in NEVER_SERVED {
+            assert_eq!(find(name), None, "{name}");
+            assert_eq!(find(&format!("{name}-link")), None, "{name}-link");
+        }
     }
 }

@@ -17,11 +17,12 @@ use super::error::{EventReason, Refusal, internal};
 use super::identity::{Peer, Served};
 use super::paths;
 use super::render_cache::Inputs;
-use super::resolve::{self, Roots};
+use super::resolve::{self, Found, Roots};
 use super::scratch;
 use super::secrets::{Redemption, SecretsGrant};
 use super::state::AppState;
 use crate::bootcfg::template::{self, Vars};
+use crate::bootcfg::variables::{self, MachineVars};
 use crate::fsutil::beneath::Dir;
 use crate::registry::Machine;
 
@@ -102,7 +103,8 @@ async fn boot_script(
 }
 
 /// The machine's script rendered for this request, or the same bytes as the
-/// last time when nothing it is made from has changed ([`RenderCache`]).
+/// last time when nothing it is made from has changed
+/// ([`super::render_cache`]).
 async fn render_boot_script(
     state: &AppState,
     machine: &Arc<Machine>,
@@ -132,26 +134,17 @@ async fn render_boot_script(
     for file_vars in inputs.vars.iter().flatten() {
         vars.extend(file_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
-    vars.insert("machine_name".into(), machine.name.to_string());
-    vars.insert(
-        "client_cert_fingerprint".into(),
-        machine.fingerprint.clone(),
-    );
-    vars.insert(
-        "client_cert_serial".into(),
-        boot::nginx_serial(&machine.serial),
-    );
-    vars.insert("server_url".into(), state.public_url.clone());
+    MachineVars::of(machine, &state.public_url).insert_into(&mut vars);
     let scratch = scratch::provide(state, machine, &roots, text, &mut vars).await?;
-    let mints_secret = template::referenced_names(text).contains(&"secrets_url");
+    let mints_secret = template::referenced_names(text).contains(&variables::SECRETS_URL);
     if mints_secret {
         let token = state.secrets.mint(SecretsGrant {
             fingerprint: Arc::from(machine.fingerprint.as_str()),
             vars: vars.clone(),
         });
         vars.insert(
-            "secrets_url".into(),
-            format!("{}/secrets/{token}", state.public_url),
+            variables::SECRETS_URL.into(),
+            variables::secrets_url(&state.public_url, &token),
         );
     }
     let body = Bytes::from(template::safe_substitute(text, &vars));
@@ -225,25 +218,17 @@ async fn serve_file(
         .ok_or(Refusal::NotFound)?;
     let segments = paths::decode_segments(raw)?;
     let (method, headers) = (&request.method, &request.headers);
-    for folder in Roots::of(&state.tree.current(), machine).folders() {
-        let Ok(folder) = resolve::open_folder(folder) else {
-            continue;
-        };
-        match paths::open_within(&folder, &segments) {
-            Ok(opened) => return super::files::respond(opened, method, headers, None),
-            Err(Refusal::NotFound) => continue,
-            Err(refusal) => return Err(refusal),
+    let roots = Roots::of(&state.tree.current(), machine);
+    match roots.find_file(&segments, |name| state.assets.lookup(name))? {
+        Some(Found::File(opened)) => super::files::respond(opened, method, headers, None),
+        Some(Found::Asset(digest)) => {
+            let blobs = Dir::open(&state.dir.asset_blobs_dir()).map_err(|_| Refusal::NotFound)?;
+            let blob = paths::open_within(&blobs, &[digest.to_string()])?;
+            let etag = format!("\"{digest}\"");
+            super::files::respond(blob, method, headers, Some(etag))
         }
+        None => Err(Refusal::NotFound),
     }
-    if let [name] = segments.as_slice()
-        && let Some(digest) = state.assets.lookup(name)
-    {
-        let blobs = Dir::open(&state.dir.asset_blobs_dir()).map_err(|_| Refusal::NotFound)?;
-        let blob = paths::open_within(&blobs, &[digest.to_string()])?;
-        let etag = format!("\"{digest}\"");
-        return super::files::respond(blob, method, headers, Some(etag));
-    }
-    Err(Refusal::NotFound)
 }
 
 async fn secret(

@@ -10,6 +10,7 @@ use super::resolve::Roots;
 use super::routes::first_script;
 use super::state::AppState;
 use crate::bootcfg::template::{self, Vars};
+use crate::bootcfg::variables;
 use crate::registry::Machine;
 use crate::scratch::{VARIABLES, uses_scratch, uses_secret};
 
@@ -37,7 +38,7 @@ pub async fn provide(
     let in_script = template::referenced_names(script);
     let mut wanted = uses_scratch(&in_script);
     if !wanted
-        && in_script.contains(&"secrets_url")
+        && in_script.contains(&variables::SECRETS_URL)
         && let Some(secrets) = first_script(state, &roots.secrets())?
     {
         wanted = uses_scratch(&template::referenced_names(&secrets));

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -30,7 +30,6 @@ use serde::{Deserialize, Serialize};
 use super::state::AppState;
 use super::telemetry::Telemetry;
 use crate::datadir::DataDir;
-use crate::events::history::AdminInfo;
 use crate::events::store::Snapshot;
 use crate::events::{EventQuery, Timestamp};
 use crate::fsutil;
@@ -69,6 +68,29 @@ pub fn router(app: Arc<AppState>, telemetry: Arc<Telemetry>) -> Router {
                 .route("/config/sync", post(trigger::sync))
                 .with_state(app),
         )
+}
+
+/// What `bootgate serve` writes to `events/admin.json` once its admin
+/// listener is up, so CLI commands can reach it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminInfo {
+    /// Where a process on this machine reaches the admin listener.
+    pub url: String,
+    pub pid: u32,
+}
+
+impl AdminInfo {
+    /// What the running server announced; `None` when no admin listener is
+    /// announced.
+    pub fn load(dir: &DataDir) -> Result<Option<Self>> {
+        let path = dir.admin_info_path();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(None);
+        };
+        let info =
+            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+        Ok(Some(info))
+    }
 }
 
 /// Removes `events/admin.json` when the server stops.
