@@ -6,58 +6,11 @@
 //! and fetches; a missing piece fails the test with a message naming it. Console
 //! and server logs are kept under `target/e2e-logs/` for inspection after a failure.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use support::*;
-
-/// A busybox initramfs whose /init prints the `e2e.*` kernel parameters
-/// after a marker, then powers off.
-fn initramfs(arch: &str, out: &Path) {
-    let busybox = std::fs::read(test_boot_file(&format!("busybox-{arch}"))).unwrap();
-    let init = b"#!/bin/busybox sh\n\
-        /bin/busybox mount -t proc proc /proc\n\
-        set -- $(/bin/busybox cat /proc/cmdline)\n\
-        m=\n\
-        for a in \"$@\"; do case \"$a\" in e2e.*) m=\"$m $a\";; esac; done\n\
-        /bin/busybox echo \"E2E-INIT:$m\"\n\
-        /bin/busybox poweroff -f\n";
-    use cpio::newc::Builder;
-    let entries: Vec<(Builder, std::io::Cursor<Vec<u8>>)> = vec![
-        (
-            Builder::new("bin").mode(0o040755).nlink(2),
-            Default::default(),
-        ),
-        (
-            Builder::new("dev").mode(0o040755).nlink(2),
-            Default::default(),
-        ),
-        (
-            Builder::new("proc").mode(0o040755).nlink(2),
-            Default::default(),
-        ),
-        (
-            Builder::new("dev/console")
-                .mode(0o020600)
-                .rdev_major(5)
-                .rdev_minor(1),
-            Default::default(),
-        ),
-        (
-            Builder::new("bin/busybox").mode(0o100755),
-            std::io::Cursor::new(busybox),
-        ),
-        (
-            Builder::new("init").mode(0o100755),
-            std::io::Cursor::new(init.to_vec()),
-        ),
-    ];
-    let file = std::fs::File::create(out).unwrap();
-    cpio::write_cpio(entries.into_iter(), file).unwrap();
-}
+use crate::support::*;
 
 /// A data dir the guest reaches at 10.0.2.2 (QEMU's address for the host).
 fn qemu_env() -> Env {
@@ -128,14 +81,6 @@ fn last_boot(
     boot
 }
 
-fn keep_server_log(name: &str, server: &Server) {
-    std::fs::write(
-        logs_dir().join(format!("{name}.server.log")),
-        server.log_text(),
-    )
-    .unwrap();
-}
-
 /// How the test machine gets its script, kernel and initramfs.
 enum Setup {
     /// The original layout: everything in the machine's own folder.
@@ -203,7 +148,7 @@ fn kernel_boot(run: KernelBoot) -> String {
     let env = qemu_env();
     let token = format!("t0k3n-of-{name}");
     let initrd = env.tmp.path().join("initrd.img");
-    initramfs(arch, &initrd);
+    busybox_initramfs(arch, &initrd);
     let mut served = vec!["/boot/ipxe", "/files/vmlinuz", "/files/initrd.img"];
     let fp = match setup {
         Setup::OwnFolder => {
@@ -295,7 +240,7 @@ fn kernel_boot(run: KernelBoot) -> String {
         extra.extend(["--firmware", firmware.to_str().unwrap()]);
     }
     let out = try_boot(&env, name, &image, platform, &extra);
-    keep_server_log(name, &server);
+    server.keep_log(name);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{name}: {stderr}");
     let console = std::fs::read_to_string(logs_dir().join(format!("{name}.console.log"))).unwrap();
@@ -556,7 +501,7 @@ fn rpi4_image_boots_its_script_under_uboot() {
         "rpi4",
         &["--expect", &format!("E2E-RPI {name} fetched-note")],
     );
-    keep_server_log(name, &server);
+    server.keep_log(name);
     assert!(
         out.status.success(),
         "{}",
@@ -590,7 +535,7 @@ fn a_revoked_machine_never_reaches_the_kernel() {
         "x86_64-efi",
         &["--expect", "E2E-SHOULD-NOT-RUN"],
     );
-    keep_server_log(name, &server);
+    server.keep_log(name);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("HTTP 403"), "{stderr}");
@@ -613,7 +558,7 @@ fn without_the_ca_variable_tls_fails() {
     let image = build_image(&env, name, "x86_64-efi");
     let server = env.serve();
     let out = try_boot(&env, name, &image, "x86_64-efi", &["--no-ca"]);
-    keep_server_log(name, &server);
+    server.keep_log(name);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("TLS refused"), "{stderr}");

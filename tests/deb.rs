@@ -3,15 +3,13 @@
 //! `systemd-analyze`, and unpacked into a throw-away root whose binary, man
 //! pages and completions are run.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::LazyLock;
 
+use crate::support::*;
 use clap::CommandFactory;
-use support::*;
 
 /// The package, built once for all tests of this file.
 static PACKAGE: LazyLock<PathBuf> = LazyLock::new(|| {

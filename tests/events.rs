@@ -3,20 +3,13 @@
 //! the CLI reading the history through the running server or straight from
 //! the file, a `kill -9` in between, and the status page in headless Chromium.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
-
-fn write(path: &std::path::Path, contents: impl AsRef<[u8]>) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, contents).unwrap();
-}
 
 /// Changes one setting of the `[events]` table that `init` wrote.
 fn set_events(env: &Env, key: &str, value: u64) {
@@ -374,8 +367,10 @@ fn history_survives_kill_9_and_a_restart() {
         assert_eq!(client.get("/boot/ipxe", Some(&id)).unwrap().status, 200);
         assert_eq!(client.get("/files/kernel", Some(&id)).unwrap().status, 200);
     }
-    // Batches are committed within a second; past that nothing may be lost.
-    std::thread::sleep(Duration::from_millis(1500));
+    // What the server counts as written is committed: a kill loses none of it.
+    wait_until("the six events written", Duration::from_secs(30), || {
+        metric(&metrics(&server), "bootgate_events_recorded_total") == 6.0
+    });
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     assert!(
@@ -414,8 +409,16 @@ fn history_survives_kill_9_and_a_restart() {
 #[test]
 fn follow_prints_events_as_they_happen() {
     let env = Env::new();
-    env.add_machine("gw1");
+    let fp = env.add_machine("gw1");
+    write(&env.files(&fp).join("kernel"), b"kernel");
     let _server = env.serve();
+    let id = env.identity("gw1");
+    let client = env.client();
+    // One event in the past: the follower prints it first, then follows.
+    assert_eq!(client.get("/files/kernel", Some(&id)).unwrap().status, 200);
+    wait_until("the past event", Duration::from_secs(30), || {
+        events(&env, &[]).len() == 1
+    });
     let mut follower = env
         .command(&["events", "--follow", "--json"])
         .stdout(Stdio::piped())
@@ -431,19 +434,19 @@ fn follow_prints_events_as_they_happen() {
             }
         }
     });
-    // Give it time to print the (empty) past and start following.
-    std::thread::sleep(Duration::from_millis(1500));
-    let id = env.identity("gw1");
-    assert_eq!(
-        env.client().get("/boot/ipxe", Some(&id)).unwrap().status,
-        200
+    let past = json(
+        &rx.recv_timeout(Duration::from_secs(30))
+            .expect("no past event"),
     );
+    assert_eq!(past["path"], "/files/kernel");
+    assert_eq!(client.get("/boot/ipxe", Some(&id)).unwrap().status, 200);
     let line = rx.recv_timeout(Duration::from_secs(15));
     follower.kill().unwrap();
     follower.wait().unwrap();
     let event = json(&line.expect("no event followed"));
     assert_eq!(event["machine"], "gw1");
     assert_eq!(event["path"], "/boot/ipxe");
+    assert!(event["id"].as_u64() > past["id"].as_u64());
 }
 
 #[test]

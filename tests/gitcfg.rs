@@ -2,15 +2,13 @@
 //! disk (and an HTTP remote that never answers), the real `bootgate` binary
 //! syncing, and a running server answering real TLS clients.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 /// A bare remote and a clone to commit in.
 struct Remote {

@@ -5,19 +5,17 @@
 //! full (freed pages are reused), and the process's memory stays under the
 //! bound of `docs/performance.md`.
 //!
-//! One test in its own binary, so the process's resident memory is this
-//! test's alone.
-
-mod support;
+//! The test runs in a process of its own, so the process's resident memory
+//! is this test's alone.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::support::{in_own_process, run_in_own_process, wait_until};
 use bootgate::events::store::{DEFAULT_CACHE_BYTES, Retention, Store};
 use bootgate::events::writer::{Recorder, WriterConfig};
 use bootgate::events::{Event, EventQuery, Kind, Timestamp};
-use support::wait_until;
 
 /// Events the test keeps: a small retention, so pruning cycles come quickly.
 const KEPT: u64 = 5_000;
@@ -72,8 +70,22 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
 }
 
+/// The measuring test's path in the suite.
+const ALONE: &str = "history_bounds::file_and_memory_stay_bounded_in_a_process_of_their_own";
+
 #[test]
 fn file_and_memory_stay_bounded_over_many_pruning_cycles() {
+    run_in_own_process(ALONE);
+}
+
+#[test]
+#[ignore = "run in a process of its own by file_and_memory_stay_bounded_over_many_pruning_cycles"]
+fn file_and_memory_stay_bounded_in_a_process_of_their_own() {
+    assert!(
+        in_own_process(ALONE),
+        "shares its process with other tests: run it through \
+         file_and_memory_stay_bounded_over_many_pruning_cycles"
+    );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.redb");
     let store = Arc::new(Store::open(&path, Duration::ZERO, DEFAULT_CACHE_BYTES).unwrap());

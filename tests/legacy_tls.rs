@@ -9,14 +9,12 @@
 //!   client certificates) is taken over: enrolled v1 certificates are served,
 //!   unenrolled, revoked, expired and foreign ones are refused like v3 ones.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 /// The suites of iPXE as of 2023-12-29: OpenSSL name, IANA name.
 const IPXE_2023_SUITES: [(&str, &str); 12] = [

@@ -2,13 +2,10 @@
 //! real `bootgate` binary makes them, a running server serves them to real
 //! TLS clients holding machines' certificates.
 
-mod support;
-
 use std::io::{Seek, SeekFrom, Write};
-use std::path::Path;
 
+use crate::support::*;
 use sha2::{Digest, Sha256};
-use support::*;
 
 /// The seed's Raspberry Pi gateway script, byte for byte.
 const SEED_SCRIPT: &str = "#!ipxe\n\
@@ -19,11 +16,6 @@ boot\n";
 
 const SEED_IMAGE: &str =
     "-ti registry.freedesktop.org/mupuf/valve-infra/valve-infra-container:aarch64";
-
-fn write(path: &Path, text: impl AsRef<[u8]>) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
 
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
@@ -37,20 +29,11 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 
 /// Extra helpers for this file's tests.
 trait EnvExt {
-    fn add_asset(&self, name: &str, data: &[u8]) -> String;
     fn add_with_profile(&self, machine: &str, profile: &str) -> String;
     fn blobs(&self) -> Vec<String>;
 }
 
 impl EnvExt for Env {
-    /// Stores `data` as asset `name`; returns its SHA-256.
-    fn add_asset(&self, name: &str, data: &[u8]) -> String {
-        let file = self.tmp.path().join(format!("src-{name}"));
-        std::fs::write(&file, data).unwrap();
-        let out = self.ok(&["asset", "add", file.to_str().unwrap(), "--name", name]);
-        out.trim().to_string()
-    }
-
     /// Enrolls a machine on a profile; returns its fingerprint.
     fn add_with_profile(&self, machine: &str, profile: &str) -> String {
         let out = self.ok(&["machine", "add", machine, "--profile", profile]);
@@ -704,8 +687,24 @@ fn assets_in_use_are_not_removed() {
     assert!(err.contains("never served"), "{err}");
 }
 
+/// The memory-measuring test's path in the suite: a child's peak memory
+/// starts from its parent's resident memory at the spawn, which other tests
+/// in a shared process would inflate.
+const ASSET_ADD_ALONE: &str =
+    "profiles::adding_an_asset_streams_and_is_atomic_in_a_process_of_its_own";
+
 #[test]
 fn adding_an_asset_streams_and_is_atomic() {
+    run_in_own_process(ASSET_ADD_ALONE);
+}
+
+#[test]
+#[ignore = "run in a process of its own by adding_an_asset_streams_and_is_atomic"]
+fn adding_an_asset_streams_and_is_atomic_in_a_process_of_its_own() {
+    assert!(
+        in_own_process(ASSET_ADD_ALONE),
+        "shares its process with other tests: run it through adding_an_asset_streams_and_is_atomic"
+    );
     let env = Env::new();
     // 100 MiB, sparse, with recognisable bytes at both ends.
     let big = env.tmp.path().join("big.img");

@@ -4,18 +4,14 @@
 //! purge, concurrent renders, a store that is down or hangs, and the
 //! rendered `secrets` read by boot2container's own parser.
 
-#[path = "support/garage.rs"]
-mod garage;
-mod support;
-
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use garage::{Garage, S3Client};
+use crate::support::garage::{Garage, S3Client};
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 /// What a machine's `secrets` gave it.
 #[derive(Debug, Clone)]
@@ -33,16 +29,10 @@ fn add_scratch_config(env: &Env, section: &str) {
     std::fs::write(&path, text).unwrap();
 }
 
-fn add_asset(env: &Env, name: &str) {
-    let file = env.tmp.path().join(format!("asset-{name}"));
-    std::fs::write(&file, name.as_bytes()).unwrap();
-    env.ok(&["asset", "add", file.to_str().unwrap(), "--name", name]);
-}
-
 /// A boot2container profile `gw` with a scratch volume.
 fn scratch_profile(env: &Env, volume: &str) {
-    add_asset(env, "vmlinuz");
-    add_asset(env, "initramfs.cpio.xz");
+    env.add_asset("vmlinuz", "vmlinuz".as_bytes());
+    env.add_asset("initramfs.cpio.xz", "initramfs.cpio.xz".as_bytes());
     env.ok(&[
         "profile",
         "create",

@@ -4,8 +4,6 @@
 //! umasks, and certificates the server would never accept offered for
 //! adoption.
 
-mod support;
-
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -14,18 +12,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{Env, Session};
+use crate::support::{Env, Session, write};
 
 /// Requests made by each race test, and the time they may take at most. The
 /// check-then-open this replaced leaked the CA key after a few thousand
 /// requests on a busy 2-core machine.
 const RACE_REQUESTS: usize = 20_000;
 const RACE_TIME: Duration = Duration::from_secs(25);
-
-fn write(path: &Path, text: impl AsRef<[u8]>) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
 
 /// Swaps two names atomically, in one system call (`RENAME_EXCHANGE`): the
 /// fastest an attacker can flip what a name is.
@@ -283,7 +276,7 @@ fn another_machines_certificate_cannot_redeem_a_secrets_link() {
     assert_eq!(client.get(path2, None).unwrap().status, 200);
 
     // The attempt is in gw2's boot history.
-    support::wait_until(
+    crate::support::wait_until(
         "the refused attempt in the history",
         Duration::from_secs(30),
         || {
@@ -436,7 +429,7 @@ fn interrupted_commands_leave_nothing_behind_for_long() {
     assert!(!add_leftover.exists(), "machine add cleaned up");
     let other = env.tmp.path().join("other");
     let listen = format!("127.0.0.1:{}", env.port);
-    Command::new(support::bootgate_bin())
+    Command::new(crate::support::bootgate_bin())
         .arg("--data")
         .arg(&other)
         .args(["init", "--listen", &listen, "--server-name", "localhost"])

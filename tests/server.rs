@@ -2,19 +2,11 @@
 //! client presenting real client certificates over loopback, and `curl` and
 //! `openssl` where the original deployment used them.
 
-mod loadgen;
-mod support;
-
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use support::*;
-
-fn write(path: &std::path::Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
+use crate::support::*;
 
 #[test]
 fn renders_the_machine_script_with_its_variables() {

@@ -3,22 +3,15 @@
 //! while a download streams on, and log lines carrying journald priorities
 //! when stderr is the journal stream.
 
-mod support;
-
 use std::io::Seek;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const BIG: u64 = 200 * 1024 * 1024;
-
-fn write(path: &std::path::Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
 
 /// The next notification, or a failure naming what was awaited.
 fn next_message(socket: &UnixDatagram, what: &str) -> String {

@@ -12,14 +12,12 @@
 //! thread), where bootgate and QEMU both run, so nothing collides with other
 //! tests or the host. That needs root, as CI has.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
+use crate::support::*;
 use sha2::{Digest, Sha256};
-use support::*;
 
 /// The gateway `scripts/build-ipxe-2023` built: its folder is named after a
 /// hash of the script, like the script names it.
@@ -109,43 +107,6 @@ fn gateway_disk(dir: &Path) -> PathBuf {
     dir.join("disk.img")
 }
 
-/// A busybox initramfs whose /init prints the `e2e.*` kernel parameters
-/// after a marker, then powers off.
-fn initramfs(out: &Path) {
-    let busybox = std::fs::read(test_boot_file("busybox-amd64")).unwrap();
-    let init = b"#!/bin/busybox sh\n\
-        /bin/busybox mount -t proc proc /proc\n\
-        set -- $(/bin/busybox cat /proc/cmdline)\n\
-        m=\n\
-        for a in \"$@\"; do case \"$a\" in e2e.*) m=\"$m $a\";; esac; done\n\
-        /bin/busybox echo \"E2E-INIT:$m\"\n\
-        /bin/busybox poweroff -f\n";
-    use cpio::newc::Builder;
-    let dir = |name: &str| (Builder::new(name).mode(0o040755).nlink(2), Vec::new());
-    let entries = vec![
-        dir("bin"),
-        dir("dev"),
-        dir("proc"),
-        (
-            Builder::new("dev/console")
-                .mode(0o020600)
-                .rdev_major(5)
-                .rdev_minor(1),
-            Vec::new(),
-        ),
-        (Builder::new("bin/busybox").mode(0o100755), busybox),
-        (Builder::new("init").mode(0o100755), init.to_vec()),
-    ];
-    let file = std::fs::File::create(out).unwrap();
-    cpio::write_cpio(
-        entries
-            .into_iter()
-            .map(|(b, data)| (b, std::io::Cursor::new(data))),
-        file,
-    )
-    .unwrap();
-}
-
 /// `bootgate try` on the gateway disk, started in the background.
 fn start_gateway(env: &Env, name: &str, expect: &str) -> Child {
     let disk = gateway_disk(env.tmp.path());
@@ -177,21 +138,13 @@ fn events(env: &Env) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn keep_server_log(name: &str, server: &Server) {
-    std::fs::write(
-        logs_dir().join(format!("{name}.server.log")),
-        server.log_text(),
-    )
-    .unwrap();
-}
-
 /// The original's layout: the script, kernel and initramfs in the
 /// gateway's own folder; the script as an operator of the original wrote it.
 fn original_files(env: &Env, fingerprint: &str) {
     let files = env.files(fingerprint);
     std::fs::create_dir_all(&files).unwrap();
     std::fs::copy(test_boot_file("vmlinuz-amd64"), files.join("kernel")).unwrap();
-    initramfs(&files.join("initrd"));
+    busybox_initramfs("amd64", &files.join("initrd"));
     std::fs::write(
         files.join("boot.ipxe"),
         "#!ipxe\n\n\
@@ -225,7 +178,7 @@ fn a_2023_gateway_boots_from_bootgate_unchanged() {
     let out = start_gateway(&env, "takeover-2023", &expect)
         .wait_with_output()
         .unwrap();
-    keep_server_log("takeover-2023", &server);
+    server.keep_log("takeover-2023");
     assert!(
         out.status.success(),
         "the 2023 gateway did not boot: {}",
@@ -273,7 +226,7 @@ fn gateway_is_refused(env: &Env, name: &str, refused: impl Fn(&serde_json::Value
     );
     let _ = guest.kill();
     let _ = guest.wait();
-    keep_server_log(name, &server);
+    server.keep_log(name);
     assert!(
         !seen
             .iter()

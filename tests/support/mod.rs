@@ -15,8 +15,22 @@ use http_body_util::BodyExt;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
 use tokio::net::TcpStream;
 
+pub mod garage;
+
+/// The `bootgate` binary under test. The load generator's test
+/// (`bench/load`), another package, uses the one `cargo build` put beside it.
 pub fn bootgate_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_bootgate"))
+    let loader = match option_env!("CARGO_BIN_EXE_bootgate") {
+        Some(bin) => return PathBuf::from(bin),
+        None => option_env!("CARGO_BIN_EXE_bootgate-load"),
+    };
+    let bin = Path::new(loader.unwrap_or_default()).with_file_name("bootgate");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build` (scripts/test does)",
+        bin.display()
+    );
+    bin
 }
 
 /// A data directory in a temporary folder.
@@ -98,6 +112,14 @@ impl Env {
     /// Enrolls a machine; returns its fingerprint.
     pub fn add_machine(&self, name: &str) -> String {
         self.ok(&["machine", "add", name]).trim().to_string()
+    }
+
+    /// Stores `data` as the shared asset `name`; returns its SHA-256.
+    pub fn add_asset(&self, name: &str, data: &[u8]) -> String {
+        let file = self.tmp.path().join(format!("asset-src-{name}"));
+        std::fs::write(&file, data).unwrap();
+        let out = self.ok(&["asset", "add", file.to_str().unwrap(), "--name", name]);
+        out.trim().to_string()
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -202,6 +224,12 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Keeps the server's log under `target/e2e-logs/<name>.server.log`.
+    pub fn keep_log(&self, name: &str) {
+        let kept = logs_dir().join(format!("{name}.server.log"));
+        std::fs::write(kept, self.log_text()).unwrap();
     }
 
     /// Peak resident memory of the server process, in KiB.
@@ -476,6 +504,43 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
+/// Writes a file, making its folder first.
+pub fn write(path: &Path, contents: impl AsRef<[u8]>) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, contents).unwrap();
+}
+
+/// Compares `actual` with the golden file `tests/golden/<name>`, the whole
+/// output a reader can review. `BOOTGATE_BLESS=1` (re)writes the file instead;
+/// review the diff before committing it.
+#[track_caller]
+pub fn assert_golden(name: &str, actual: &str) {
+    let path = repo().join("tests/golden").join(name);
+    if std::env::var_os("BOOTGATE_BLESS").is_some_and(|v| v == "1") {
+        write(&path, actual);
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|err| {
+        panic!(
+            "reading {}: {err} (BOOTGATE_BLESS=1 writes it)",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let first = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(e, a)| e != a)
+            .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
+        panic!(
+            "{} differs from the output, first at line {}; \
+             BOOTGATE_BLESS=1 rewrites it (then review the diff). Output:\n{actual}",
+            path.display(),
+            first + 1
+        );
+    }
+}
+
 /// Polls `condition` until it holds, or fails naming `what`.
 pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -483,6 +548,38 @@ pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> 
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Runs the `#[ignore]`d test `name` (its full path, e.g. `topic::test`) in
+/// a process of its own, for what is measured per process (resident memory),
+/// and asserts that it ran and passed.
+pub fn run_in_own_process(name: &str) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(OWN_PROCESS, name)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprint!("{stderr}");
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{name} in its own process failed:\n{stdout}\n{stderr}"
+    );
+}
+
+/// Set by `run_in_own_process` to the name of the test it runs.
+const OWN_PROCESS: &str = "BOOTGATE_TEST_OWN_PROCESS";
+
+/// Whether this is the process `run_in_own_process` started for `name`.
+pub fn in_own_process(name: &str) -> bool {
+    std::env::var(OWN_PROCESS).is_ok_and(|v| v == name)
 }
 
 /// Runs a shell command line, asserting success; returns stdout.
@@ -529,6 +626,43 @@ pub fn test_boot_file(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A busybox initramfs (`busybox-<arch>` from `test_boot_file`) whose /init
+/// prints the `e2e.*` kernel parameters after a marker, then powers off.
+pub fn busybox_initramfs(arch: &str, out: &Path) {
+    let busybox = std::fs::read(test_boot_file(&format!("busybox-{arch}"))).unwrap();
+    let init = b"#!/bin/busybox sh\n\
+        /bin/busybox mount -t proc proc /proc\n\
+        set -- $(/bin/busybox cat /proc/cmdline)\n\
+        m=\n\
+        for a in \"$@\"; do case \"$a\" in e2e.*) m=\"$m $a\";; esac; done\n\
+        /bin/busybox echo \"E2E-INIT:$m\"\n\
+        /bin/busybox poweroff -f\n";
+    use cpio::newc::Builder;
+    let dir = |name: &str| (Builder::new(name).mode(0o040755).nlink(2), Vec::new());
+    let entries = vec![
+        dir("bin"),
+        dir("dev"),
+        dir("proc"),
+        (
+            Builder::new("dev/console")
+                .mode(0o020600)
+                .rdev_major(5)
+                .rdev_minor(1),
+            Vec::new(),
+        ),
+        (Builder::new("bin/busybox").mode(0o100755), busybox),
+        (Builder::new("init").mode(0o100755), init.to_vec()),
+    ];
+    let file = std::fs::File::create(out).unwrap();
+    cpio::write_cpio(
+        entries
+            .into_iter()
+            .map(|(b, data)| (b, std::io::Cursor::new(data))),
+        file,
+    )
+    .unwrap();
 }
 
 /// Where end-to-end tests keep console and server logs.

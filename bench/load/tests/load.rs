@@ -1,10 +1,16 @@
 //! The load generator (`bootgate-load`, used by `scripts/bench`) checked
 //! against a real `bootgate serve`: it must count exactly what it sent, see
 //! no errors where there are none, and count refusals where there are.
+//!
+//! The server is the `bootgate` that `cargo build` put beside `bootgate-load`
+//! (`scripts/test` builds it first); the helpers are bootgate's own.
+
+#[path = "../../../tests/support/mod.rs"]
+mod support;
 
 use std::process::Command;
 
-use crate::support::*;
+use support::*;
 
 fn load(env: &Env, machine: Option<&str>, url_path: &str, args: &[&str]) -> serde_json::Value {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootgate-load"));
