@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bootgate::datadir::DataDir;
 use bootgate::disk::Size;
 use bootgate::image::{BuildOptions, Platform, Silent};
-use bootgate::init::{CaSource, InitOptions, ServerCertSource};
+use bootgate::manage::init::{CaSource, InitOptions, ServerCertSource};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -37,7 +37,7 @@ fn main() -> anyhow::Result<()> {
 
     let tmp = tempfile::tempdir()?;
     let data_path = tmp.path().join("data");
-    bootgate::init::create(
+    bootgate::manage::init::create(
         &data_path,
         &InitOptions {
             server_names: vec!["boot.example.com".into()],
@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
         },
     )?;
     let data = DataDir::open(&data_path)?;
-    bootgate::enrollment::add(&data, &"bench-1".parse()?, None)?;
+    bootgate::manage::enrollment::add(&data, &"bench-1".parse()?, None)?;
 
     let keep = std::env::var_os("BOOTGATE_BENCH_KEEP").map(PathBuf::from);
     let out_dir = keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());

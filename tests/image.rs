@@ -14,11 +14,11 @@ use std::sync::OnceLock;
 
 use bootgate::ca::{self, PrivateKey};
 use bootgate::datadir::DataDir;
+use bootgate::datadir::registry::MachineName;
 use bootgate::disk::Size;
 use bootgate::image::esl;
 use bootgate::image::{BuildOptions, BuildReport, ImageError, Platform, Silent};
-use bootgate::init::{CaSource, InitOptions, ServerCertSource};
-use bootgate::registry::MachineName;
+use bootgate::manage::init::{CaSource, InitOptions, ServerCertSource};
 use sha2::{Digest, Sha256};
 
 use crate::support::{assert_golden, bootgate_bin, wait_until};
@@ -41,7 +41,7 @@ fn fixture() -> &'static Fixture {
         let _ = fs::remove_dir_all(&root);
         fs::create_dir_all(&root).unwrap();
         let data_path = root.join("data");
-        bootgate::init::create(
+        bootgate::manage::init::create(
             &data_path,
             &InitOptions {
                 server_names: vec!["boot.example.com".into()],
@@ -53,9 +53,10 @@ fn fixture() -> &'static Fixture {
         .unwrap();
         let data = DataDir::open(&data_path).unwrap();
         for name in ["gw-1", "old-1"] {
-            bootgate::enrollment::add(&data, &name.parse::<MachineName>().unwrap(), None).unwrap();
+            bootgate::manage::enrollment::add(&data, &name.parse::<MachineName>().unwrap(), None)
+                .unwrap();
         }
-        bootgate::enrollment::revoke(&data, "old-1").unwrap();
+        bootgate::manage::enrollment::revoke(&data, "old-1").unwrap();
         let fake_firmware = root.join("fake-firmware");
         make_fake_firmware(&fake_firmware);
         let scratch = root.join("scratch");
@@ -283,7 +284,7 @@ fn machine() -> Machine {
         PrivateKey::from_pem(&fs::read_to_string(data.machine_key_path("gw-1")).unwrap()).unwrap();
     let ca_der = ca::der_from_pem(&fs::read_to_string(data.ca_cert_path()).unwrap()).unwrap();
     Machine {
-        fingerprint: ca::sha1_fingerprint(&cert_der),
+        fingerprint: ca::Fingerprint::of_der(&cert_der).to_string(),
         cert_der,
         key_der: key.pkcs8_der().to_vec(),
         ca_der,
@@ -306,7 +307,7 @@ fn check_generated(report: &BuildReport, server_url: &str) {
         esl_bytes,
         esl::x509_signature_list(&m.ca_der, esl::BOOTGATE_OWNER_GUID).unwrap()
     );
-    assert_eq!(report.fingerprint, m.fingerprint);
+    assert_eq!(report.fingerprint.as_str(), m.fingerprint);
 }
 
 fn check_common(report: &BuildReport) {

@@ -387,7 +387,8 @@ fn modes_do_not_depend_on_the_umask() {
         assert!(checked >= 20, "only {checked} entries");
         // `serve`'s own check agrees.
         let findings =
-            bootgate::permcheck::inspect(&bootgate::datadir::DataDir::new(&env.data)).unwrap();
+            bootgate::datadir::permcheck::inspect(&bootgate::datadir::DataDir::new(&env.data))
+                .unwrap();
         assert!(findings.refused.is_empty() && findings.group_writable_content.is_empty());
     }
 }
@@ -467,7 +468,7 @@ fn issue(env: &Env, edit: impl FnOnce(&mut rcgen::CertificateParams)) -> std::pa
 }
 
 fn short_id(der: &[u8]) -> String {
-    bootgate::ca::sha1_fingerprint(der)[..8].to_string()
+    bootgate::ca::Fingerprint::of_der(der).as_str()[..8].to_string()
 }
 
 #[test]

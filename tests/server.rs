@@ -196,6 +196,76 @@ fn refuses_missing_foreign_and_revoked_certificates() {
     assert!(log.contains("status=403"), "{log}");
 }
 
+/// `registry.json` rewritten by hand with a file of the same size and mtime,
+/// in place or renamed over: the revocation is in force at the very next
+/// request, also once the server trusts the stamp of the previous version.
+#[test]
+fn a_revocation_takes_effect_whatever_the_size_and_times_of_the_file() {
+    use std::os::unix::fs::MetadataExt;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    let env = Env::new();
+    env.add_machine("gw1");
+    env.add_machine("gw2");
+    let path = env.path("registry.json");
+    let registry: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let revoking = |names: &[&str]| {
+        let mut registry = registry.clone();
+        for machine in registry["machines"].as_array_mut().unwrap() {
+            if names.contains(&machine["name"].as_str().unwrap()) {
+                machine["revoked_at"] = "2026-01-01T00:00:00Z".into();
+            }
+        }
+        serde_json::to_string_pretty(&registry).unwrap()
+    };
+    // Padded with whitespace to one size.
+    let versions = [revoking(&[]), revoking(&["gw1"]), revoking(&["gw1", "gw2"])];
+    let len = versions.iter().map(String::len).max().unwrap();
+    let [none, gw1_revoked, both_revoked] = versions.map(|text| format!("{text:len$}\n"));
+    let mtime = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let rename_over = |text: &str| {
+        let new = env.path(".registry.json.new");
+        std::fs::write(&new, text).unwrap();
+        let file = std::fs::File::options().write(true).open(&new).unwrap();
+        file.set_modified(mtime).unwrap();
+        std::fs::rename(&new, &path).unwrap();
+    };
+    let rewrite_in_place = |text: &str| {
+        let mut file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        file.set_modified(mtime).unwrap();
+    };
+    // Until a file has been left alone for a while, the server reads it at
+    // every request whatever its stamp; wait past that, so that only the
+    // stamp can tell the next change.
+    let settle = || {
+        let meta = std::fs::metadata(&path).unwrap();
+        let changed = UNIX_EPOCH + Duration::new(meta.ctime() as u64, meta.ctime_nsec() as u32);
+        wait_until("registry.json to settle", Duration::from_secs(30), || {
+            SystemTime::now()
+                .duration_since(changed)
+                .is_ok_and(|age| age > Duration::from_secs(2))
+        });
+    };
+
+    let _server = env.serve();
+    let client = env.client();
+    let (gw1, gw2) = (env.identity("gw1"), env.identity("gw2"));
+    let status = |id: &Identity| client.get("/boot/ipxe", Some(id)).unwrap().status;
+
+    rename_over(&none);
+    settle();
+    assert_eq!((status(&gw1), status(&gw2)), (200, 200));
+    rewrite_in_place(&gw1_revoked);
+    assert_eq!((status(&gw1), status(&gw2)), (403, 200), "in place");
+    settle();
+    assert_eq!((status(&gw1), status(&gw2)), (403, 200));
+    rename_over(&both_revoked);
+    assert_eq!((status(&gw1), status(&gw2)), (403, 403), "renamed over");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), len as u64 + 1);
+}
+
 #[test]
 fn machines_without_a_folder_get_the_default_script() {
     let env = Env::new();

@@ -5,7 +5,7 @@
 //! [`MachineVars`]; whoever warns about unknown names asks [`is_standard`].
 
 use super::template::Vars;
-use crate::registry::Machine;
+use crate::datadir::registry::Machine;
 
 pub const MACHINE_NAME: &str = "machine_name";
 pub const CLIENT_CERT_FINGERPRINT: &str = "client_cert_fingerprint";
@@ -47,7 +47,7 @@ impl<'a> MachineVars<'a> {
     pub fn of(machine: &'a Machine, server_url: &'a str) -> Self {
         Self {
             name: machine.name.as_ref(),
-            fingerprint: &machine.fingerprint,
+            fingerprint: machine.fingerprint.as_str(),
             serial: &machine.serial,
             server_url,
         }

@@ -5,31 +5,20 @@ use anyhow::{Context, Result, anyhow, bail};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
-use sha1::{Digest, Sha1};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// A machine's identity: lowercase hex SHA-1 of the certificate's DER, no colons.
-/// This is nginx's `$ssl_client_fingerprint` and what the original deployment
-/// named each machine's folder by.
-pub fn sha1_fingerprint(der: &[u8]) -> String {
-    hex::encode(Sha1::digest(der))
-}
+use crate::names::Fingerprint;
 
 pub fn sha256_fingerprint(der: &[u8]) -> String {
     hex::encode(Sha256::digest(der))
 }
 
-/// True for a string shaped like a SHA-1 fingerprint (40 lowercase hex digits).
-pub fn is_fingerprint(s: &str) -> bool {
-    s.len() == 40 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CertInfo {
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     pub sha256: String,
     /// Serial number, lowercase hex.
     pub serial: String,
@@ -44,7 +33,7 @@ impl CertInfo {
         let cert = parse(der)?;
         let validity = cert.validity();
         Ok(Self {
-            fingerprint: sha1_fingerprint(der),
+            fingerprint: Fingerprint::of_der(der),
             sha256: sha256_fingerprint(der),
             serial: hex::encode(cert.raw_serial()),
             subject_cn: cert

@@ -8,9 +8,10 @@
 mod certinfo;
 mod keys;
 
+pub use crate::names::Fingerprint;
 pub use certinfo::{
-    CertInfo, allows_client_auth, chain_from_pem, der_from_pem, is_fingerprint, key_matches,
-    rfc3339, sha1_fingerprint, verify_issued_by, x509_version,
+    CertInfo, allows_client_auth, chain_from_pem, der_from_pem, key_matches, rfc3339,
+    verify_issued_by, x509_version,
 };
 pub use keys::{PrivateKey, RSA_BITS};
 
@@ -203,8 +204,8 @@ mod tests {
         let client = ca.issue_client("gw-1").unwrap();
         assert_eq!(client.info.subject_cn.as_deref(), Some("gw-1"));
         assert_eq!(client.info.not_before, "1970-01-01T00:00:00Z");
-        assert!(is_fingerprint(&client.info.fingerprint));
         let der = der_from_pem(&client.cert_pem).unwrap();
+        assert_eq!(client.info.fingerprint, Fingerprint::of_der(&der));
         verify_issued_by(&der, ca.cert_der()).unwrap();
         assert!(key_matches(&der, &client.key).unwrap());
 

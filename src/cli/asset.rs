@@ -6,8 +6,8 @@ use super::ListArgs;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use crate::assets::{self, AddOptions, Digest};
 use crate::datadir::DataDir;
+use crate::datadir::assets::{self, AddOptions, Digest};
 use crate::names::AssetName;
 
 #[derive(Debug, Subcommand)]

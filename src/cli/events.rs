@@ -9,9 +9,9 @@ use clap::Args;
 
 use super::history::History;
 use crate::datadir::DataDir;
+use crate::datadir::registry::Registry;
 use crate::events::duration::Span;
 use crate::events::{Event, EventQuery, Timestamp, text};
-use crate::registry::Registry;
 
 /// Events printed without `--since` or `--limit`.
 const DEFAULT_LIMIT: usize = 100;

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::datadir::DataDir;
-use crate::init::{self, CaSource, InitOptions, ServerCertSource};
+use crate::manage::init::{self, CaSource, InitOptions, ServerCertSource};
 
 #[derive(Debug, Args)]
 pub struct InitArgs {

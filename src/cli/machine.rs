@@ -10,13 +10,14 @@ use serde::Serialize;
 
 use super::events::SourceArgs;
 use super::history::History;
+use crate::datadir::registry::{Machine, MachineName, Registry};
 use crate::datadir::{DataDir, SCRIPT_FILE};
-use crate::enrollment;
 use crate::events::duration::ago;
 use crate::events::text::print_boot;
 use crate::events::{Boot, BootDetail, MachineSeen, Timestamp};
+use crate::manage::enrollment;
+use crate::names::Fingerprint;
 use crate::names::ProfileName;
-use crate::registry::{Machine, MachineName, Registry};
 
 #[derive(Debug, Subcommand)]
 pub enum MachineCommand {
@@ -290,12 +291,12 @@ fn revoke(dir: &DataDir, args: RevokeArgs) -> Result<()> {
 #[derive(Debug, Serialize)]
 struct View<'a> {
     name: &'a str,
-    fingerprint: &'a str,
+    fingerprint: &'a Fingerprint,
     sha256: &'a str,
     serial: &'a str,
     not_before: &'a str,
     not_after: &'a str,
-    origin: crate::registry::Origin,
+    origin: crate::datadir::registry::Origin,
     enrolled_at: &'a str,
     revoked: bool,
     revoked_at: Option<&'a str>,

@@ -10,8 +10,8 @@ use clap::{ArgAction, ArgGroup, Args, Subcommand};
 use crate::bootcfg::b2c::{B2cConfig, B2cParam, CacheDevice, CmdlineValue, NtpPeer, RawCmdline};
 use crate::bootcfg::scratch_volume::ScratchVolume;
 use crate::datadir::DataDir;
+use crate::datadir::profiles::{self, CreateOptions, Script, Source, VarAssignment};
 use crate::names::{AssetName, ProfileName};
-use crate::profiles::{self, CreateOptions, Script, Source, VarAssignment};
 
 #[derive(Debug, Subcommand)]
 pub enum ProfileCommand {

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 
 use crate::config::Config;
 use crate::datadir::DataDir;
-use crate::registry::{Machine, Registry};
+use crate::datadir::registry::{Machine, Registry};
 use crate::scratch::{self, Scratch, Status};
 
 #[derive(Debug, Subcommand)]

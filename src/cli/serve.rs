@@ -8,10 +8,10 @@ use clap::Args;
 
 use crate::config::{AdminListen, Config};
 use crate::datadir::DataDir;
-use crate::init::{self, CaSource, InitOptions, ServerCertSource};
-use crate::logging::LogFormat;
-use crate::notify;
+use crate::manage::init::{self, CaSource, InitOptions, ServerCertSource};
 use crate::server::{Reloader, Server};
+use crate::service::logging::LogFormat;
+use crate::service::notify;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -34,7 +34,7 @@ pub struct ServeArgs {
 const FIRST_RUN_LISTEN: &str = "127.0.0.1:8443";
 
 pub fn run(dir: &DataDir, args: ServeArgs) -> Result<()> {
-    crate::logging::init_with(args.log_format);
+    crate::service::logging::init_with(args.log_format);
     if !dir.is_initialised() && !dir.root().exists() {
         let opts = InitOptions {
             server_names: vec!["localhost".into(), "127.0.0.1".into()],
@@ -49,7 +49,7 @@ pub fn run(dir: &DataDir, args: ServeArgs) -> Result<()> {
         );
     }
     let dir = DataDir::open(dir.root())?;
-    if let Some(warning) = crate::permcheck::check(&dir)? {
+    if let Some(warning) = crate::datadir::permcheck::check(&dir)? {
         tracing::warn!("{warning}");
     }
     let config = Config::load(&dir)?;

@@ -18,11 +18,11 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::assets::AssetIndex;
 use crate::bootcfg::template::{self, Vars};
 use crate::bootcfg::variables::{self, MachineVars};
+use crate::datadir::assets::AssetIndex;
+use crate::datadir::registry::{Machine, Registry};
 use crate::datadir::{DataDir, SCRIPT_FILE, SECRETS_FILE, VARS_FILE, is_never_served};
-use crate::registry::{Machine, Registry};
 use crate::server::parse_vars;
 use crate::server::paths;
 use crate::server::resolve::Roots;
@@ -293,8 +293,8 @@ mod tests {
 
     #[test]
     fn never_served_names_are_referenced_or_linked_nowhere() {
-        use crate::assets::AssetEntry;
         use crate::datadir::NEVER_SERVED;
+        use crate::datadir::assets::AssetEntry;
 
         let tmp = tempfile::tempdir().unwrap();
         let tree = DataDir::new(tmp.path());
@@ -311,7 +311,7 @@ mod tests {
             };
             assets.insert(name.parse().unwrap(), entry);
         }
-        let folder = tree.machine_files_dir(&fingerprint);
+        let folder = tree.machine_files_dir(&fingerprint.parse().unwrap());
         std::fs::create_dir_all(&folder).unwrap();
         let mut script = String::from("#!ipxe\n");
         for name in NEVER_SERVED {

@@ -28,12 +28,16 @@ impl Live {
     pub fn load(dir: &DataDir) -> Result<Option<Self>> {
         let path = dir.gitcfg_live_path();
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
+            Ok(bytes) => Self::parse(&bytes)
                 .map(Some)
                 .with_context(|| format!("parsing {}", path.display())),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
         }
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<Self> {
+        Ok(serde_json::from_slice(bytes)?)
     }
 
     pub fn save(&self, dir: &DataDir) -> Result<()> {
@@ -51,10 +55,11 @@ pub fn tree_path(dir: &DataDir, commit: &str) -> PathBuf {
     dir.gitcfg_trees_dir().join(commit)
 }
 
-/// The folder whose `files/` and `profiles/` are served right now: the live
-/// tree, or the data directory itself when git does not manage them.
-pub fn served_root(dir: &DataDir) -> Result<PathBuf> {
-    match Live::load(dir)? {
+/// The folder whose `files/` and `profiles/` are served while `live` is
+/// `live.json`: its tree, or the data directory itself when git does not
+/// manage them (`None`: no `live.json`).
+pub fn served_root(dir: &DataDir, live: Option<&Live>) -> Result<PathBuf> {
+    match live {
         Some(live) => {
             let tree = live.tree(dir);
             anyhow::ensure!(

@@ -26,10 +26,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::assets::AssetIndex;
 use crate::config::{Config, GitConfig};
+use crate::datadir::assets::AssetIndex;
+use crate::datadir::registry::Registry;
 use crate::datadir::{DataDir, FILES_TREE, PROFILES_TREE};
-use crate::registry::Registry;
 use git::{CommitInfo, Git};
 use history::{CommitOutcome, Record};
 use live::Live;

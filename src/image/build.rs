@@ -20,11 +20,12 @@ use crate::bootcfg::autoexec::{self, Autoexec};
 use crate::ca::{self, PrivateKey};
 use crate::config::Config;
 use crate::datadir::DataDir;
+use crate::datadir::registry::{Origin, Registry};
 use crate::disk::{
     self, Extent, FatFile, FatOptions, FatSummary, GptPartition, Guid, Layout, LayoutError,
     MbrPartition, Size, SparseImage, TableKind, Want,
 };
-use crate::registry::{Origin, Registry};
+use crate::names::Fingerprint;
 
 use super::cache_fs;
 use super::error::ImageError;
@@ -70,7 +71,7 @@ pub struct BuildOptions {
 /// A machine's certificate and key, checked against the registry.
 pub struct MachineIdentity {
     pub name: String,
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     pub cert_der: Vec<u8>,
     pub key_pkcs8_der: Zeroizing<Vec<u8>>,
 }
@@ -92,7 +93,7 @@ pub fn load_identity(data: &DataDir, name: &str) -> Result<MachineIdentity> {
         .with_context(|| format!("reading {}", cert_path.display()))?;
     let cert_der =
         ca::der_from_pem(&cert_pem).with_context(|| format!("reading {}", cert_path.display()))?;
-    let fingerprint = ca::sha1_fingerprint(&cert_der);
+    let fingerprint = Fingerprint::of_der(&cert_der);
     if fingerprint != machine.fingerprint {
         bail!(
             "{} holds certificate {fingerprint}, but {name} is enrolled with {}; the data directory is inconsistent",
@@ -185,7 +186,7 @@ pub fn boot_files(inputs: &Inputs) -> Result<Vec<BootFile>> {
     let id = &inputs.identity;
     let script = autoexec::render(&Autoexec {
         machine: &id.name,
-        fingerprint: &id.fingerprint,
+        fingerprint: id.fingerprint.as_str(),
         server_url: &inputs.server_url,
         cert_der: &id.cert_der,
         key_pkcs8_der: &id.key_pkcs8_der,
@@ -510,7 +511,7 @@ pub struct BuildReport {
     pub output: PathBuf,
     pub platform: Platform,
     pub machine: String,
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     pub server_url: String,
     pub size: u64,
     /// Bytes actually holding data (the rest are holes in the file).
@@ -601,7 +602,7 @@ pub fn build(
     };
     let assembled = assemble(
         opts.platform,
-        &fingerprint,
+        fingerprint.as_str(),
         &files,
         opts.size,
         opts.cache_size,

@@ -24,6 +24,8 @@ use anyhow::{Context, Result, anyhow, bail};
 pub use config::{KeyRotation, ScratchConfig};
 use store::{BucketInfo, Credentials, ObjectStore};
 
+use crate::names::Fingerprint;
+
 /// The template variables scratch space provides.
 pub const VARIABLES: [&str; 4] = [
     "s3_endpoint",
@@ -38,13 +40,13 @@ pub const SECRET_VARIABLE: &str = "s3_access_key";
 /// The bucket of the machine with this fingerprint: `bootgate-` and the 40
 /// hex digits (49 characters, lowercase, valid for S3 and stable across
 /// renames).
-pub fn bucket_name(fingerprint: &str) -> String {
-    format!("bootgate-{}", fingerprint.to_ascii_lowercase())
+pub fn bucket_name(fingerprint: &Fingerprint) -> String {
+    format!("bootgate-{fingerprint}")
 }
 
 /// The name its keys carry in the store, so they can be found again.
-pub fn key_name(fingerprint: &str) -> String {
-    format!("bootgate-scratch-{}", fingerprint.to_ascii_lowercase())
+pub fn key_name(fingerprint: &Fingerprint) -> String {
+    format!("bootgate-scratch-{fingerprint}")
 }
 
 /// What a machine's templates get.
@@ -83,7 +85,7 @@ pub struct Scratch {
     store: Arc<dyn ObjectStore>,
     config: ScratchConfig,
     /// One lock per machine: its store work happens one call chain at a time.
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: Mutex<HashMap<Fingerprint, Arc<tokio::sync::Mutex<()>>>>,
     /// Machines already warned about a secret key in their boot script.
     warned: Mutex<HashSet<String>>,
 }
@@ -108,11 +110,11 @@ impl Scratch {
         })
     }
 
-    fn lock_of(&self, fingerprint: &str) -> Arc<tokio::sync::Mutex<()>> {
+    fn lock_of(&self, fingerprint: &Fingerprint) -> Arc<tokio::sync::Mutex<()>> {
         self.locks
             .lock()
             .expect("scratch locks")
-            .entry(fingerprint.to_string())
+            .entry(fingerprint.clone())
             .or_default()
             .clone()
     }
@@ -124,12 +126,12 @@ impl Scratch {
     /// keys it saw) gets its new key deleted too, and no grant.
     pub async fn grant(
         self: &Arc<Self>,
-        fingerprint: &str,
+        fingerprint: &Fingerprint,
         still_active: impl FnOnce() -> bool + Send + 'static,
     ) -> Result<Grant> {
         let timeout = self.config.timeout();
         let this = self.clone();
-        let fingerprint = fingerprint.to_string();
+        let fingerprint = fingerprint.clone();
         let lock = self.lock_of(&fingerprint);
         let bounded = async move {
             let guard = lock.lock_owned().await;
@@ -152,7 +154,7 @@ impl Scratch {
             .map_err(|_| anyhow!("the object store did not answer within {timeout:?}"))?
     }
 
-    async fn grant_now(&self, fingerprint: &str) -> Result<Grant> {
+    async fn grant_now(&self, fingerprint: &Fingerprint) -> Result<Grant> {
         let bucket = bucket_name(fingerprint);
         let info = self
             .store
@@ -178,13 +180,13 @@ impl Scratch {
     }
 
     /// Deletes every key of the machine (revocation); its bucket stays.
-    pub async fn revoke(&self, fingerprint: &str) -> Result<usize> {
+    pub async fn revoke(&self, fingerprint: &Fingerprint) -> Result<usize> {
         let lock = self.lock_of(fingerprint);
         let _guard = lock.lock().await;
         self.delete_keys(fingerprint).await
     }
 
-    async fn delete_keys(&self, fingerprint: &str) -> Result<usize> {
+    async fn delete_keys(&self, fingerprint: &Fingerprint) -> Result<usize> {
         let keys = self.store.keys_named(&key_name(fingerprint)).await?;
         for key_id in &keys {
             self.store.delete_key(key_id).await?;
@@ -193,7 +195,7 @@ impl Scratch {
     }
 
     /// The machine's bucket and keys as the store sees them.
-    pub async fn status(&self, fingerprint: &str) -> Result<Status> {
+    pub async fn status(&self, fingerprint: &Fingerprint) -> Result<Status> {
         let bucket = bucket_name(fingerprint);
         let info: Option<BucketInfo> = self.store.bucket(&bucket).await?;
         let key_ids = self.store.keys_named(&key_name(fingerprint)).await?;
@@ -207,7 +209,7 @@ impl Scratch {
     }
 
     /// Deletes the machine's keys, every object of its bucket, and the bucket.
-    pub async fn purge(&self, fingerprint: &str) -> Result<()> {
+    pub async fn purge(&self, fingerprint: &Fingerprint) -> Result<()> {
         self.revoke(fingerprint).await?;
         let lock = self.lock_of(fingerprint);
         let _guard = lock.lock().await;
@@ -240,7 +242,8 @@ mod tests {
 
     #[test]
     fn bucket_names_follow_s3_rules() {
-        let name = bucket_name("3F6C0C8E5D6B0A9B1C2D3E4F5A6B7C8D9E0F1A2B");
+        let fingerprint = "3F6C0C8E5D6B0A9B1C2D3E4F5A6B7C8D9E0F1A2B".parse().unwrap();
+        let name = bucket_name(&fingerprint);
         assert_eq!(name, "bootgate-3f6c0c8e5d6b0a9b1c2d3e4f5a6b7c8d9e0f1a2b");
         assert!((3..=63).contains(&name.len()));
         assert!(

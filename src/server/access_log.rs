@@ -32,9 +32,9 @@ pub async fn log_request(
         peer = %peer.addr,
         machine = served.map_or("-", |s| &s.machine),
         fingerprint = served
-            .map(|s| &*s.fingerprint)
-            .or(peer.fingerprint.as_deref())
-            .unwrap_or("-"),
+            .map(|s| &s.fingerprint)
+            .or(peer.fingerprint.as_ref())
+            .map_or("-", |fp| fp.as_str()),
         %method,
         path,
         status = response.status().as_u16(),

@@ -70,7 +70,7 @@ pub fn file_vars(cache: &FileCache<Vars>, root: &Path) -> Result<Option<Arc<Vars
 /// `None` when no script applies.
 pub fn unprovided_variables(
     dir: &crate::datadir::DataDir,
-    machine: &crate::registry::Machine,
+    machine: &crate::datadir::registry::Machine,
 ) -> anyhow::Result<Option<(std::path::PathBuf, Vec<String>)>> {
     use anyhow::Context as _;
     let roots = super::resolve::Roots::of(dir, machine);

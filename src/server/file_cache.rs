@@ -6,17 +6,13 @@
 //! ([`crate::fsutil::beneath`]) and the stamp compared is the opened file's,
 //! so a cached text is only ever used for the very file that was opened.
 //!
-//! "Changed" means another inode, size, mtime or ctime: editors and `cp`
-//! replace or rewrite the file (new mtime), and tools that restore an old
-//! mtime (`cp -p`, `rsync -t`) still change the ctime. File times come from a
-//! coarse clock (a few ms), so two writes of the same size in quick succession
-//! can leave the same stamp: as git does with "racily clean" files, a file
-//! changed less than [`SETTLE`] before it was read is not kept.
+//! "Changed" is decided by [`FileStamp`], the one rule for every file the
+//! server keeps loaded: a stamp taken less than [`TRUST_AFTER`] after the
+//! file changed is not trusted, so such a file is not kept.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -24,56 +20,24 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 
 use crate::fsutil::beneath::Dir;
-
-/// How long a file must have been left alone before its stamp is trusted.
-pub const SETTLE: Duration = Duration::from_secs(1);
+use crate::fsutil::stamp::{FileStamp, TRUST_AFTER};
 
 /// Beyond this many files the cache starts over: a bound, not a policy
 /// (two files per machine folder).
 const MAX_ENTRIES: usize = 8192;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-impl Stamp {
-    /// Whether the file changed less than `settle` before `now`.
-    fn is_racy(&self, now: SystemTime, settle: Duration) -> bool {
-        let now_ns = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
-        now_ns - self.mtime_ns.max(self.ctime_ns) < settle.as_nanos() as i128
-    }
-
-    fn of(meta: &std::fs::Metadata) -> Self {
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-        Self {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            len: meta.len(),
-            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
-            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
-        }
-    }
-}
-
 /// Files parsed into `T` by one function.
 pub struct FileCache<T> {
     parse: fn(String) -> anyhow::Result<T>,
-    settle: Duration,
-    entries: Mutex<HashMap<PathBuf, (Stamp, Arc<T>)>>,
+    trust_after: Duration,
+    entries: Mutex<HashMap<PathBuf, (FileStamp, Arc<T>)>>,
 }
 
 impl<T> FileCache<T> {
     pub fn new(parse: fn(String) -> anyhow::Result<T>) -> Self {
         Self {
             parse,
-            settle: SETTLE,
+            trust_after: TRUST_AFTER,
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -87,25 +51,32 @@ impl<T> FileCache<T> {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(err).with_context(reading),
         };
-        let stamp = Stamp::of(&meta);
+        let stamp = FileStamp::of(&meta);
         if let Some((known, value)) = self.lock().get(&path)
             && *known == stamp
         {
             return Ok(Some(value.clone()));
         }
-        self.load(path, file, stamp).map(Some)
+        let trusted = stamp.is_trusted(SystemTime::now(), self.trust_after);
+        self.load(path, file, stamp, trusted).map(Some)
     }
 
-    /// Reads and parses the opened `file`, whose stamp is `stamp`: if it
-    /// changes meanwhile, the next request sees another stamp and reads it
-    /// again.
-    fn load(&self, path: PathBuf, mut file: File, stamp: Stamp) -> anyhow::Result<Arc<T>> {
+    /// Reads and parses the opened `file`, whose stamp is `stamp`, keeping
+    /// it if that stamp was trusted when taken: if the file changes
+    /// meanwhile, the next request sees another stamp and reads it again.
+    fn load(
+        &self,
+        path: PathBuf,
+        mut file: File,
+        stamp: FileStamp,
+        trusted: bool,
+    ) -> anyhow::Result<Arc<T>> {
         let mut text = String::new();
         file.read_to_string(&mut text)
             .with_context(|| format!("reading {}", path.display()))?;
         let value =
             Arc::new((self.parse)(text).with_context(|| format!("parsing {}", path.display()))?);
-        if stamp.is_racy(SystemTime::now(), self.settle) {
+        if !trusted {
             return Ok(value);
         }
         let mut entries = self.lock();
@@ -116,7 +87,7 @@ impl<T> FileCache<T> {
         Ok(value)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (Stamp, Arc<T>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (FileStamp, Arc<T>)>> {
         // A panic while holding the lock leaves a consistent map.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -125,14 +96,15 @@ impl<T> FileCache<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsutil::stamp::testing::{rewrite_in_place, wait_for_the_file_clock};
 
     fn folder(tmp: &tempfile::TempDir) -> Dir {
         Dir::open(tmp.path()).unwrap()
     }
 
-    fn settled_at_once() -> FileCache<String> {
+    fn trusted_at_once() -> FileCache<String> {
         FileCache {
-            settle: Duration::ZERO,
+            trust_after: Duration::ZERO,
             ..FileCache::new(Ok)
         }
     }
@@ -143,7 +115,7 @@ mod tests {
         const NAME: &str = "boot.ipxe";
         let path = tmp.path().join(NAME);
         let folder = folder(&tmp);
-        let cache = settled_at_once();
+        let cache = trusted_at_once();
         assert!(cache.get(&folder, NAME).unwrap().is_none());
 
         std::fs::write(&path, "one").unwrap();
@@ -159,14 +131,8 @@ mod tests {
 
         // Same size and mtime put back, as `cp -p` would: the ctime differs.
         let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-        std::fs::write(&path, "seven").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
+        wait_for_the_file_clock(&path);
+        rewrite_in_place(&path, "seven", mtime);
         assert_eq!(*cache.get(&folder, NAME).unwrap().unwrap(), "seven");
 
         std::fs::remove_file(&path).unwrap();
@@ -186,10 +152,6 @@ mod tests {
             std::fs::write(&path, text).unwrap();
             assert_eq!(*cache.get(&folder, NAME).unwrap().unwrap(), text);
         }
-        let later = SystemTime::now() + SETTLE * 2;
-        let stamp = Stamp::of(&std::fs::metadata(&path).unwrap());
-        assert!(stamp.is_racy(SystemTime::now(), SETTLE));
-        assert!(!stamp.is_racy(later, SETTLE));
     }
 
     #[test]
@@ -199,7 +161,7 @@ mod tests {
         std::fs::create_dir(&inside).unwrap();
         std::fs::write(tmp.path().join("ca.key"), "SECRET").unwrap();
         std::os::unix::fs::symlink("../ca.key", inside.join("boot.ipxe")).unwrap();
-        let cache = settled_at_once();
+        let cache = trusted_at_once();
         let err = cache
             .get(&Dir::open(&inside).unwrap(), "boot.ipxe")
             .unwrap_err();

@@ -3,12 +3,11 @@
 //! The body is streamed from the file in small chunks ([`super::file_body`]),
 //! so a 1 GiB kernel costs a buffer, not a gigabyte. A request with several
 //! ranges gets the whole file (RFC 9110 lets a server ignore Range). The ETag
-//! is made from inode, size and mtime unless the caller knows a better one (a
-//! shared asset's is its content hash). Everything is decided on the opened
+//! is the file's [`FileStamp`] unless the caller knows a better one (a shared
+//! asset's is its content hash). Everything is decided on the opened
 //! file's own metadata, and its bytes are the ones sent.
 
 use std::fs::{File, Metadata};
-use std::os::unix::fs::MetadataExt;
 use std::time::SystemTime;
 
 use axum::body::Body;
@@ -17,6 +16,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 use super::error::Refusal;
 use super::file_body::FileBody;
+use crate::fsutil::stamp::FileStamp;
 
 /// A file's validators.
 struct Validators {
@@ -27,10 +27,9 @@ struct Validators {
 
 impl Validators {
     fn of(meta: &std::fs::Metadata) -> Self {
-        let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
         Self {
             len: meta.len(),
-            etag: format!("\"{:x}-{:x}-{:x}\"", meta.ino(), meta.len(), mtime_ns),
+            etag: FileStamp::of(meta).etag(),
             modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         }
     }

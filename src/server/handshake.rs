@@ -153,6 +153,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ReadCount<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::Fingerprint;
 
     fn io(err: rustls::Error) -> io::Error {
         io::Error::new(io::ErrorKind::InvalidData, err)
@@ -161,7 +162,7 @@ mod tests {
     #[test]
     fn classifies_handshake_failures() {
         let foreign = Presented {
-            fingerprint: "ab".into(),
+            fingerprint: Fingerprint::of_der(b"a foreign certificate"),
             subject: Some("CN=gw1".into()),
             issuer: None,
             error: rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),

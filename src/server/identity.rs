@@ -4,14 +4,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::registry::Machine;
+use crate::datadir::registry::Machine;
+use crate::names::Fingerprint;
 
 /// What the connection layer knows about the peer; attached to every request.
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub addr: SocketAddr,
     /// SHA-1 fingerprint of the verified client certificate, if one was presented.
-    pub fingerprint: Option<Arc<str>>,
+    pub fingerprint: Option<Fingerprint>,
     /// The TLS protocol version and cipher suite the handshake settled on.
     pub tls: Arc<TlsSession>,
 }
@@ -36,14 +37,14 @@ impl std::fmt::Display for TlsSession {
 #[derive(Debug, Clone)]
 pub struct Served {
     pub machine: Arc<str>,
-    pub fingerprint: Arc<str>,
+    pub fingerprint: Fingerprint,
 }
 
 impl Served {
     pub fn of(machine: &Machine) -> Self {
         Self {
             machine: Arc::from(machine.name.as_ref()),
-            fingerprint: Arc::from(machine.fingerprint.as_str()),
+            fingerprint: machine.fingerprint.clone(),
         }
     }
 }

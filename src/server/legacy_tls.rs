@@ -13,6 +13,7 @@
 //! relaxed for v3. A refused certificate is remembered for the boot history
 //! like on the rustls side ([`super::verifier`]).
 
+use crate::names::Fingerprint;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -145,9 +146,9 @@ pub fn negotiated<S>(stream: &SslStream<S>) -> Negotiated {
 }
 
 /// The SHA-1 fingerprint of the verified client certificate, if one was sent.
-pub fn peer_fingerprint<S>(stream: &SslStream<S>) -> Option<String> {
+pub fn peer_fingerprint<S>(stream: &SslStream<S>) -> Option<Fingerprint> {
     let cert = stream.ssl().peer_certificate()?;
-    Some(crate::ca::sha1_fingerprint(&cert.to_der().ok()?))
+    Some(Fingerprint::of_der(&cert.to_der().ok()?))
 }
 
 /// OpenSSL's verdict on each certificate of the chain, plus rustls's on a v3

@@ -3,58 +3,76 @@
 //! (see [`crate::gitcfg`]). A request loads it once ([`LiveTree::current`])
 //! and resolves everything beneath that one root, so a switch between trees
 //! is a single pointer store and no request sees a mix of two commits.
-//! Like the machine index, a change of `live.json` costs one `stat` to notice.
+//! Like the machine index, a change of `live.json` costs one `stat` to notice
+//! ([`FileBacked`]).
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-
-use super::state::Stamp;
+use super::file_backed::FileBacked;
 use crate::datadir::DataDir;
-use crate::gitcfg::live::served_root;
+use crate::gitcfg::live::{Live, served_root};
 
-pub struct LiveTree {
-    dir: DataDir,
-    path: PathBuf,
-    /// A data directory rooted at the served tree: only its `files/` and
-    /// `profiles/` paths are used.
-    current: ArcSwap<DataDir>,
-    stamp: Mutex<Option<Stamp>>,
-}
+/// A data directory rooted at the served tree: only its `files/` and
+/// `profiles/` paths are used.
+pub struct LiveTree(FileBacked<DataDir>);
 
 impl LiveTree {
     /// Fails when `live.json` names a tree that is not there, rather than
     /// serving something else.
     pub fn load(dir: &DataDir) -> anyhow::Result<Self> {
-        let path = dir.gitcfg_live_path();
-        let stamp = Stamp::of(&path);
-        let root = served_root(dir)?;
-        Ok(Self {
-            dir: dir.clone(),
-            path,
-            current: ArcSwap::from_pointee(DataDir::new(root)),
-            stamp: Mutex::new(stamp),
-        })
+        let data = dir.clone();
+        let tree = FileBacked::load(
+            dir.gitcfg_live_path(),
+            "live boot configuration",
+            move |bytes| {
+                let live = bytes.map(Live::parse).transpose()?;
+                Ok(DataDir::new(served_root(&data, live.as_ref())?))
+            },
+            |tree| format!("serving {}", tree.root().display()),
+        )?;
+        Ok(Self(tree))
     }
 
     /// The tree as of now: switched first if `live.json` changed.
     pub fn current(&self) -> Arc<DataDir> {
-        let stamp = Stamp::of(&self.path);
-        let mut known = self.stamp.lock().expect("stamp lock");
-        if *known != stamp {
-            match served_root(&self.dir) {
-                Ok(root) => {
-                    tracing::info!("serving boot configuration from {}", root.display());
-                    self.current.store(Arc::new(DataDir::new(root)));
-                    *known = stamp;
-                }
-                Err(err) => tracing::error!(
-                    "live boot configuration changed but cannot be used, keeping the previous one: {err:#}"
-                ),
-            }
+        self.0.current()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gitcfg::git::CommitInfo;
+
+    #[test]
+    fn a_switch_of_live_json_is_served_at_the_next_use() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        let tree = LiveTree::load(&dir).unwrap();
+        assert_eq!(tree.current().root(), tmp.path());
+
+        let live = |commit: &str| Live {
+            commit: CommitInfo {
+                commit: commit.into(),
+                ..CommitInfo::default()
+            },
+            pinned: false,
+            applied_at: 0,
+        };
+        for commit in ["1111", "2222"] {
+            std::fs::create_dir_all(crate::gitcfg::live::tree_path(&dir, commit)).unwrap();
+            live(commit).save(&dir).unwrap();
+            assert_eq!(
+                *tree.current().root(),
+                crate::gitcfg::live::tree_path(&dir, commit)
+            );
         }
-        drop(known);
-        self.current.load_full()
+
+        // A tree that is not there is not switched to.
+        live("3333").save(&dir).unwrap();
+        assert_eq!(
+            *tree.current().root(),
+            crate::gitcfg::live::tree_path(&dir, "2222")
+        );
     }
 }

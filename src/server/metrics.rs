@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use crate::events::store::Usage;
 use crate::events::writer::{BootNotice, RecorderStats};
 use crate::events::{Outcome, Timestamp};
+use crate::names::Fingerprint;
 
 #[derive(Default)]
 pub struct Metrics {
@@ -28,7 +29,7 @@ pub struct Metrics {
     last_boot: Mutex<BTreeMap<String, Timestamp>>,
     tls_sessions: Mutex<BTreeMap<(String, String, &'static str), u64>>,
     /// Per client certificate: whether its latest handshake used the legacy stack.
-    latest_stack: Mutex<BTreeMap<String, bool>>,
+    latest_stack: Mutex<BTreeMap<Fingerprint, bool>>,
 }
 
 /// The route a path belongs to, as a metrics label.
@@ -70,7 +71,7 @@ impl Metrics {
 
     /// Counts an established TLS session by version, suite and stack, and
     /// notes which stack the certificate's holder used last.
-    pub fn tls_session(&self, fingerprint: Option<&str>, session: &super::TlsSession) {
+    pub fn tls_session(&self, fingerprint: Option<&Fingerprint>, session: &super::TlsSession) {
         let stack = if session.legacy { "legacy" } else { "modern" };
         bump(
             &self.tls_sessions,
@@ -81,15 +82,18 @@ impl Metrics {
             self.latest_stack
                 .lock()
                 .expect("metrics lock")
-                .insert(fingerprint.to_string(), session.legacy);
+                .insert(fingerprint.clone(), session.legacy);
         }
     }
 
     /// How many of `fingerprints` last connected with an old client's suite.
-    pub fn legacy_tls_machines<'a>(&self, fingerprints: impl Iterator<Item = &'a str>) -> usize {
+    pub fn legacy_tls_machines<'a>(
+        &self,
+        fingerprints: impl Iterator<Item = &'a Fingerprint>,
+    ) -> usize {
         let latest = self.latest_stack.lock().expect("metrics lock");
         fingerprints
-            .filter(|f| latest.get(*f).copied().unwrap_or(false))
+            .filter(|f| latest.get(f).copied().unwrap_or(false))
             .count()
     }
 
@@ -441,9 +445,10 @@ mod tests {
             suite: "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256".into(),
             legacy: true,
         };
-        m.tls_session(Some("aa"), &old);
+        let fp = |digit: &str| digit.repeat(40).parse::<Fingerprint>().unwrap();
+        m.tls_session(Some(&fp("a")), &old);
         m.tls_session(None, &old);
-        assert_eq!(m.legacy_tls_machines(["aa", "bb"].into_iter()), 1);
+        assert_eq!(m.legacy_tls_machines([fp("a"), fp("b")].iter()), 1);
         let text = m.render(&RecorderStats::default(), Usage::default(), (2, 1), 1);
         drop(conn);
         for line in [

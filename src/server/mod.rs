@@ -16,6 +16,7 @@ mod admin;
 mod assets;
 mod boot;
 mod error;
+mod file_backed;
 mod file_body;
 mod file_cache;
 mod files;
@@ -56,10 +57,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::ca::sha1_fingerprint;
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::events::Timestamp;
+use crate::names::Fingerprint;
 use handshake::{HandshakeFailure, ReadCount};
 use hello::Replay;
 use legacy_tls::LegacyTls;
@@ -286,7 +287,7 @@ async fn serve_connection(
             let fingerprint = conn
                 .peer_certificates()
                 .and_then(|certs| certs.first())
-                .map(|cert| Arc::<str>::from(sha1_fingerprint(cert)));
+                .map(|cert| Fingerprint::of_der(cert));
             let session = TlsSession {
                 version: match conn.protocol_version() {
                     Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".into(),
@@ -321,7 +322,7 @@ async fn serve_connection(
             };
             let peer = Peer {
                 addr,
-                fingerprint: legacy_tls::peer_fingerprint(&stream).map(Arc::from),
+                fingerprint: legacy_tls::peer_fingerprint(&stream),
                 tls: Arc::new(session),
             };
             serve_http(stream, peer, router, &telemetry).await
@@ -341,7 +342,7 @@ where
 {
     telemetry
         .metrics
-        .tls_session(peer.fingerprint.as_deref(), &peer.tls);
+        .tls_session(peer.fingerprint.as_ref(), &peer.tls);
     let mut timed = tokio_io_timeout::TimeoutStream::new(stream);
     timed.set_read_timeout(Some(IDLE_TIMEOUT));
     timed.set_write_timeout(Some(IDLE_TIMEOUT));
@@ -365,7 +366,7 @@ where
 /// if any exists.
 pub fn boot_script_of(
     dir: &DataDir,
-    machine: &crate::registry::Machine,
+    machine: &crate::datadir::registry::Machine,
 ) -> Option<std::path::PathBuf> {
     resolve::Roots::of(dir, machine)
         .scripts()

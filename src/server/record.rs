@@ -62,7 +62,7 @@ pub async fn record_request(
     event.machine = served.map(|s| s.machine.to_string());
     event.fingerprint = served
         .map(|s| s.fingerprint.to_string())
-        .or_else(|| peer.fingerprint.as_deref().map(str::to_string));
+        .or_else(|| peer.fingerprint.as_ref().map(ToString::to_string));
     event.reason = response
         .extensions()
         .get::<EventReason>()

@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use crate::bootcfg::template::Vars;
-use crate::registry::Machine;
+use crate::datadir::registry::Machine;
+use crate::names::Fingerprint;
 
 /// Beyond this many machines the cache starts over: a bound, not a policy.
 const MAX_ENTRIES: usize = 8192;
@@ -55,7 +56,7 @@ impl Inputs {
 /// Rendered scripts by machine fingerprint.
 #[derive(Default)]
 pub struct RenderCache {
-    entries: Mutex<HashMap<String, (Inputs, Bytes)>>,
+    entries: Mutex<HashMap<Fingerprint, (Inputs, Bytes)>>,
 }
 
 impl RenderCache {
@@ -76,7 +77,7 @@ impl RenderCache {
         entries.insert(inputs.machine.fingerprint.clone(), (inputs, body));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Inputs, Bytes)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Fingerprint, (Inputs, Bytes)>> {
         // A panic while holding the lock leaves a consistent map.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -85,20 +86,9 @@ impl RenderCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ca::CertInfo;
-    use crate::registry::Origin;
 
     fn machine() -> Arc<Machine> {
-        let cert = CertInfo {
-            fingerprint: "f".repeat(40),
-            sha256: "s".repeat(64),
-            serial: "01".into(),
-            subject_cn: None,
-            not_before: String::new(),
-            not_after: String::new(),
-            is_ca: false,
-        };
-        Arc::new(Machine::new("gw".parse().unwrap(), &cert, Origin::Issued))
+        Arc::new(Machine::sample("gw", &"f".repeat(40)))
     }
 
     #[test]

@@ -25,9 +25,9 @@ use std::path::{Path, PathBuf};
 
 use super::error::{Refusal, internal};
 use super::paths;
+use crate::datadir::registry::Machine;
 use crate::datadir::{DataDir, SCRIPT_FILE, SECRETS_FILE, is_never_served};
 use crate::fsutil::beneath::Dir;
-use crate::registry::Machine;
 
 /// Where `/files/<path>` is found for a machine.
 #[derive(Debug)]
@@ -187,7 +187,7 @@ mod tests {
     fn folders_in_order() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = DataDir::new(tmp.path());
-        let own = dir.machine_files_dir(&"f".repeat(40));
+        let own = dir.machine_files_dir(&"f".repeat(40).parse().unwrap());
         let default = dir.default_files_dir();
         let profile = dir.profile_dir("rpi");
         let list = |r: &Roots| r.folders().map(Path::to_path_buf).collect::<Vec<_>>();
@@ -233,7 +233,7 @@ mod tests {
         use crate::datadir::NEVER_SERVED;
         let tmp = tempfile::tempdir().unwrap();
         let dir = DataDir::new(tmp.path());
-        let own = dir.machine_files_dir(&"f".repeat(40));
+        let own = dir.machine_files_dir(&"f".repeat(40).parse().unwrap());
         let profile = dir.profile_dir("rpi");
         for folder in [&own, &profile] {
             std::fs::create_dir_all(folder).unwrap();

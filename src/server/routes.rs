@@ -23,8 +23,9 @@ use super::secrets::{Redemption, SecretsGrant};
 use super::state::AppState;
 use crate::bootcfg::template::{self, Vars};
 use crate::bootcfg::variables::{self, MachineVars};
+use crate::datadir::registry::Machine;
 use crate::fsutil::beneath::Dir;
-use crate::registry::Machine;
+use crate::names::Fingerprint;
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -67,7 +68,7 @@ impl IntoResponse for IdentityRefusal {
 
 /// The enrolled, unrevoked machine behind this request's certificate.
 fn identify(state: &AppState, peer: &Peer) -> Result<Arc<Machine>, IdentityRefusal> {
-    let fingerprint = peer.fingerprint.as_deref().ok_or(Refusal::NoCertificate)?;
+    let fingerprint = peer.fingerprint.as_ref().ok_or(Refusal::NoCertificate)?;
     let index = state.machines.current();
     let machine = index
         .get(fingerprint)
@@ -139,7 +140,7 @@ async fn render_boot_script(
     let mints_secret = template::referenced_names(text).contains(&variables::SECRETS_URL);
     if mints_secret {
         let token = state.secrets.mint(SecretsGrant {
-            fingerprint: Arc::from(machine.fingerprint.as_str()),
+            fingerprint: machine.fingerprint.clone(),
             vars: vars.clone(),
         });
         vars.insert(
@@ -237,16 +238,22 @@ async fn secret(
     Path(token): Path<String>,
 ) -> Response {
     let index = state.machines.current();
-    let grant = match state.secrets.redeem(&token, peer.fingerprint.as_deref()) {
+    let grant = match state.secrets.redeem(&token, peer.fingerprint.as_ref()) {
         Redemption::Granted(grant) => grant,
         Redemption::Unknown => return Refusal::NotFound.into_response(),
         Redemption::NotTheOwner { owner } => {
             // A copied script or a leaked link: worth the operator's eye.
-            let name_of = |fp: &str| index.get(fp).map(|m| m.name.to_string());
-            let presenter = peer.fingerprint.as_deref().unwrap_or_default();
+            let name_of = |fp: &Fingerprint| {
+                index
+                    .get(fp)
+                    .map_or_else(|| fp.to_string(), |m| m.name.to_string())
+            };
+            let Some(presenter) = &peer.fingerprint else {
+                return Refusal::NotTheOwner.into_response();
+            };
             tracing::warn!(
-                presenter = name_of(presenter).as_deref().unwrap_or(presenter),
-                owner = name_of(&owner).as_deref().unwrap_or(&owner),
+                presenter = name_of(presenter),
+                owner = name_of(&owner),
                 "refused a secrets link presented by another machine's certificate; the link stays valid for its owner"
             );
             return match index.get(presenter) {

@@ -11,7 +11,7 @@ use super::routes::first_script;
 use super::state::AppState;
 use crate::bootcfg::template::{self, Vars};
 use crate::bootcfg::variables;
-use crate::registry::Machine;
+use crate::datadir::registry::Machine;
 use crate::scratch::{VARIABLES, uses_scratch, uses_secret};
 
 /// The boot history's reason for a script served without its scratch space.

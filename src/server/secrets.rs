@@ -6,13 +6,14 @@
 //! is refused and the token stays valid for its owner.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
 
 use crate::bootcfg::template::Vars;
+use crate::names::Fingerprint;
 
 /// Live tokens kept per machine; a machine that loops on its script cannot
 /// grow the store without bound.
@@ -21,7 +22,7 @@ const MAX_TOKENS_PER_MACHINE: usize = 8;
 /// What a token grants: rendering this machine's secrets with these variables.
 #[derive(Debug, Clone)]
 pub struct SecretsGrant {
-    pub fingerprint: Arc<str>,
+    pub fingerprint: Fingerprint,
     pub vars: Vars,
 }
 
@@ -33,7 +34,7 @@ pub enum Redemption {
     /// No such token, or it expired.
     Unknown,
     /// Another certificate than the owner's was presented; the token is kept.
-    NotTheOwner { owner: Arc<str> },
+    NotTheOwner { owner: Fingerprint },
 }
 
 #[cfg(test)]
@@ -100,7 +101,7 @@ impl SecretStore {
     /// Redeems a token for a request presenting the certificate with
     /// fingerprint `presenter` (`None`: no certificate). Granted, the token is
     /// gone; presented by another certificate, it is left for its owner.
-    pub fn redeem(&self, token: &str, presenter: Option<&str>) -> Redemption {
+    pub fn redeem(&self, token: &str, presenter: Option<&Fingerprint>) -> Redemption {
         let mut tokens = self.tokens.lock().expect("secrets lock");
         let Some(entry) = tokens.get(token) else {
             return Redemption::Unknown;
@@ -110,7 +111,7 @@ impl SecretStore {
             return Redemption::Unknown;
         }
         if let Some(presenter) = presenter
-            && presenter != &*entry.grant.fingerprint
+            && *presenter != entry.grant.fingerprint
         {
             return Redemption::NotTheOwner {
                 owner: entry.grant.fingerprint.clone(),
@@ -129,9 +130,13 @@ fn millis(ttl: Duration) -> u64 {
 mod tests {
     use super::*;
 
-    fn grant(fp: &str) -> SecretsGrant {
+    fn fp(digit: &str) -> Fingerprint {
+        digit.repeat(40).parse().unwrap()
+    }
+
+    fn grant(digit: &str) -> SecretsGrant {
         SecretsGrant {
-            fingerprint: Arc::from(fp),
+            fingerprint: fp(digit),
             vars: Vars::new(),
         }
     }
@@ -151,11 +156,11 @@ mod tests {
         let store = SecretStore::new(Duration::from_secs(60));
         let token = store.mint(grant("a"));
         assert!(matches!(
-            store.redeem(&token, Some("b")),
-            Redemption::NotTheOwner { owner } if &*owner == "a"
+            store.redeem(&token, Some(&fp("b"))),
+            Redemption::NotTheOwner { owner } if owner == fp("a")
         ));
-        assert!(store.redeem(&token, Some("a")).granted().is_some());
-        assert!(store.redeem(&token, Some("a")).granted().is_none());
+        assert!(store.redeem(&token, Some(&fp("a"))).granted().is_some());
+        assert!(store.redeem(&token, Some(&fp("a"))).granted().is_none());
         let token = store.mint(grant("a"));
         assert!(store.redeem(&token, None).granted().is_some());
     }

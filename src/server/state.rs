@@ -1,17 +1,14 @@
 //! The server's shared state. The machine index is loaded once and swapped in
-//! atomically when `registry.json` changes (every write replaces the file, so a
-//! change of inode, size or mtime is a new registry); a request costs one
-//! `stat`, never a directory scan. A registry that fails to parse is refused
-//! loudly and the last good index stays in force.
+//! atomically when `registry.json` changes ([`FileBacked`]): a request costs
+//! one `stat`, never a directory scan, and a revocation is in force from the
+//! next request on. A registry that fails to parse is refused loudly and the
+//! last good index stays in force.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-
-use arc_swap::ArcSwap;
+use std::sync::Arc;
 
 use super::assets::AssetCache;
+use super::file_backed::FileBacked;
 use super::file_cache::FileCache;
 use super::live_tree::LiveTree;
 use super::render_cache::RenderCache;
@@ -19,7 +16,9 @@ use super::secrets::SecretStore;
 use crate::bootcfg::template::Vars;
 use crate::config::Config;
 use crate::datadir::DataDir;
-use crate::registry::{Machine, Registry};
+use crate::datadir::registry::{Machine, Registry};
+use crate::datadir::statefile::StateFile;
+use crate::names::Fingerprint;
 use crate::scratch::Scratch;
 use anyhow::Context as _;
 
@@ -69,7 +68,7 @@ impl AppState {
 
 /// Enrolled machines by fingerprint.
 pub struct Index {
-    by_fingerprint: HashMap<String, Arc<Machine>>,
+    by_fingerprint: HashMap<Fingerprint, Arc<Machine>>,
 }
 
 impl Index {
@@ -82,7 +81,7 @@ impl Index {
         Self { by_fingerprint }
     }
 
-    pub fn get(&self, fingerprint: &str) -> Option<&Arc<Machine>> {
+    pub fn get(&self, fingerprint: &Fingerprint) -> Option<&Arc<Machine>> {
         self.by_fingerprint.get(fingerprint)
     }
 
@@ -95,65 +94,51 @@ impl Index {
     }
 }
 
-/// What identifies one version of a file that is only ever replaced whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Stamp {
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
-}
-
-impl Stamp {
-    pub(super) fn of(path: &std::path::Path) -> Option<Self> {
-        let meta = std::fs::metadata(path).ok()?;
-        Some(Self {
-            ino: meta.ino(),
-            len: meta.len(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-        })
-    }
-}
-
-pub struct MachineIndex {
-    dir: DataDir,
-    path: PathBuf,
-    current: ArcSwap<Index>,
-    stamp: Mutex<Option<Stamp>>,
-}
+/// The enrolled machines as of the last change of `registry.json`.
+pub struct MachineIndex(FileBacked<Index>);
 
 impl MachineIndex {
     fn load(dir: &DataDir) -> anyhow::Result<Self> {
-        let path = dir.registry_path();
-        let stamp = Stamp::of(&path);
-        let registry = Registry::load(dir)?;
-        Ok(Self {
-            dir: dir.clone(),
-            path,
-            current: ArcSwap::from_pointee(Index::build(registry)),
-            stamp: Mutex::new(stamp),
-        })
+        let index = FileBacked::load(
+            dir.registry_path(),
+            Registry::WHAT,
+            |bytes| Registry::parse_or_default(bytes).map(Index::build),
+            |index| format!("{} machines", index.len()),
+        )?;
+        Ok(Self(index))
     }
 
     /// The index as of now: reloaded first if the registry file changed.
     pub fn current(&self) -> Arc<Index> {
-        let stamp = Stamp::of(&self.path);
-        let mut known = self.stamp.lock().expect("stamp lock");
-        if *known != stamp {
-            match Registry::load(&self.dir) {
-                Ok(registry) => {
-                    let index = Index::build(registry);
-                    tracing::info!(machines = index.len(), "registry changed; index reloaded");
-                    self.current.store(Arc::new(index));
-                    *known = stamp;
-                }
-                Err(err) => {
-                    tracing::error!(
-                        "registry changed but cannot be read, keeping the previous one: {err:#}"
-                    );
-                }
-            }
-        }
-        drop(known);
-        self.current.load_full()
+        self.0.current()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_registry_is_in_force_at_the_next_use() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        let machines = MachineIndex::load(&dir).unwrap();
+        assert_eq!(machines.current().len(), 0);
+
+        let mut registry = Registry::parse(
+            br#"{"version": 1, "machines": [{"name": "gw1", "fingerprint": "ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12",
+                "sha256": "cd34", "serial": "01", "not_before": "2026-01-01T00:00:00Z",
+                "not_after": "2036-01-01T00:00:00Z", "origin": "issued",
+                "enrolled_at": "2026-01-01T00:00:00Z"}]}"#,
+        )
+        .unwrap();
+        registry.save(&dir).unwrap();
+        let fp = &registry.machines()[0].fingerprint;
+        assert!(!machines.current().get(fp).unwrap().is_revoked());
+
+        registry.get_mut("gw1").unwrap().revoked_at = Some("2026-01-02T00:00:00Z".into());
+        registry.save(&dir).unwrap();
+        let fp = &registry.machines()[0].fingerprint;
+        assert!(machines.current().get(fp).unwrap().is_revoked());
     }
 }

@@ -71,7 +71,7 @@ impl Telemetry {
         event.duration_ms = began.elapsed().as_millis() as u64;
         event.reason = Some(failure.reason.to_string());
         if let Some(p) = presented {
-            event.fingerprint = Some(p.fingerprint);
+            event.fingerprint = Some(p.fingerprint.to_string());
             event.subject = p.subject;
             event.issuer = p.issuer;
         }

@@ -18,7 +18,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::ca::sha1_fingerprint;
+use crate::names::Fingerprint;
 
 type Slot = Arc<Mutex<Option<Presented>>>;
 
@@ -29,7 +29,7 @@ tokio::task_local! {
 /// A client certificate that failed verification.
 #[derive(Debug, Clone)]
 pub struct Presented {
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     pub subject: Option<String>,
     pub issuer: Option<String>,
     pub error: rustls::Error,
@@ -39,7 +39,7 @@ impl Presented {
     fn of(der: &[u8], error: rustls::Error) -> Self {
         let parsed = X509Certificate::from_der(der).ok().map(|(_, cert)| cert);
         Self {
-            fingerprint: sha1_fingerprint(der),
+            fingerprint: Fingerprint::of_der(der),
             subject: parsed.as_ref().map(|c| c.subject().to_string()),
             issuer: parsed.as_ref().map(|c| c.issuer().to_string()),
             error,

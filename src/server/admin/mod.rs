@@ -167,7 +167,7 @@ async fn metrics(State(admin): State<Admin>) -> Response {
     let legacy = admin
         .telemetry
         .metrics
-        .legacy_tls_machines(index.iter().map(|m| m.fingerprint.as_str()));
+        .legacy_tls_machines(index.iter().map(|m| &m.fingerprint));
     let mut text = admin.telemetry.metrics.render(
         admin.telemetry.recorder.stats(),
         admin.telemetry.store.usage(),
@@ -197,7 +197,7 @@ fn page_info(admin: &Admin, events: u64) -> PageInfo {
         admin
             .telemetry
             .metrics
-            .legacy_tls_machines(index.iter().map(|m| m.fingerprint.as_str()))
+            .legacy_tls_machines(index.iter().map(|m| &m.fingerprint))
     });
     PageInfo {
         public_url: admin.app.public_url.clone(),
@@ -250,7 +250,7 @@ async fn status_page(State(admin): State<Admin>) -> Response {
         .iter()
         .map(|m| MachineRow {
             name: m.name.as_ref(),
-            fingerprint: &m.fingerprint,
+            fingerprint: m.fingerprint.as_str(),
             profile: m.profile.as_ref().map(AsRef::as_ref),
             revoked: m.is_revoked(),
             seen: seen.iter().find(|s| s.machine == m.name.as_ref()),
@@ -281,7 +281,7 @@ async fn machine_page(State(admin): State<Admin>, Path(name): Path<String>) -> R
     };
     let row = MachineRow {
         name: machine.name.as_ref(),
-        fingerprint: &machine.fingerprint,
+        fingerprint: machine.fingerprint.as_str(),
         profile: machine.profile.as_ref().map(AsRef::as_ref),
         revoked: machine.is_revoked(),
         seen: seen.as_ref(),

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::bootcfg::refs::file_references;
+use crate::datadir::registry::Registry;
 use crate::datadir::{DataDir, SCRIPT_FILE};
-use crate::registry::Registry;
+use crate::names::Fingerprint;
 
 /// A boot script and the file names it fetches.
 #[derive(Debug, Clone)]
@@ -28,7 +29,11 @@ pub fn scan(dir: &DataDir) -> Result<Vec<ScriptRefs>> {
         scripts.extend(read_refs(format!("profile {name}"), &folder)?);
     }
     for (name, folder) in subfolders(&dir.files_dir())? {
-        let owner = match registry.by_fingerprint(&name) {
+        let machine = name
+            .parse::<Fingerprint>()
+            .ok()
+            .and_then(|fp| registry.by_fingerprint(&fp));
+        let owner = match machine {
             Some(machine) => format!("machine {}", machine.name),
             None => format!("files/{name}"),
         };

@@ -8,10 +8,10 @@ use std::str::FromStr;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::ca::CertInfo;
+use crate::ca::{CertInfo, Fingerprint};
 use crate::datadir::DataDir;
+use crate::datadir::statefile::StateFile;
 use crate::names::ProfileName;
-use crate::statefile::StateFile;
 
 const VERSION: u32 = 1;
 
@@ -67,7 +67,7 @@ pub enum Origin {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Machine {
     pub name: MachineName,
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     pub sha256: String,
     pub serial: String,
     pub not_before: String,
@@ -107,7 +107,7 @@ impl Machine {
     /// An issued machine with this name and certificate fingerprint.
     pub(crate) fn sample(name: &str, fingerprint: &str) -> Self {
         let cert = CertInfo {
-            fingerprint: fingerprint.into(),
+            fingerprint: fingerprint.parse().expect("a valid fingerprint"),
             sha256: "s".repeat(64),
             serial: "01".into(),
             subject_cn: None,
@@ -182,8 +182,8 @@ impl Registry {
             .filter(move |m| m.profile.as_ref().is_some_and(|p| p.as_ref() == profile))
     }
 
-    pub fn by_fingerprint(&self, fingerprint: &str) -> Option<&Machine> {
-        self.machines.iter().find(|m| m.fingerprint == fingerprint)
+    pub fn by_fingerprint(&self, fingerprint: &Fingerprint) -> Option<&Machine> {
+        self.machines.iter().find(|m| m.fingerprint == *fingerprint)
     }
 
     /// Adds a machine; its name and its certificate must both be new.
@@ -228,7 +228,7 @@ mod tests {
     #[test]
     fn refuses_duplicates_and_unknown_versions() {
         let cert = CertInfo {
-            fingerprint: "a".repeat(40),
+            fingerprint: "a".repeat(40).parse().unwrap(),
             sha256: "b".repeat(64),
             serial: "01".into(),
             subject_cn: None,
@@ -257,7 +257,8 @@ mod tests {
 
     #[test]
     fn profiles_are_optional_and_validated() {
-        let old = br#"{"version":1,"machines":[{"name":"gw","fingerprint":"aa","sha256":"bb",
+        let old = br#"{"version":1,"machines":[{"name":"gw","fingerprint":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "sha256":"bb",
             "serial":"01","not_before":"x","not_after":"y","origin":"issued","enrolled_at":"z"}]}"#;
         let reg = Registry::parse(old).unwrap();
         assert_eq!(reg.machines()[0].profile, None);

@@ -1,8 +1,13 @@
 //! Validated names for things that name a folder or a file in the data
-//! directory: machines, profiles and shared assets. One rule for all of them,
+//! directory: machines, profiles and shared assets (and machines' certificate
+//! [`Fingerprint`]s, which name their `files/` folders). One rule for all of them,
 //! so a name that works in one place works everywhere and none can climb out
 //! of its folder: letters, digits, `.`, `_` and `-`, starting with a letter or
 //! a digit.
+
+mod fingerprint;
+
+pub use fingerprint::Fingerprint;
 
 use std::fmt;
 use std::str::FromStr;

@@ -32,14 +32,20 @@ pub trait StateFile: Serialize + DeserializeOwned + Default {
         Ok(value)
     }
 
+    /// Parses the file's bytes; no file (`None`) is the empty default.
+    fn parse_or_default(text: Option<&[u8]>) -> Result<Self> {
+        text.map_or_else(|| Ok(Self::default()), Self::parse)
+    }
+
     /// Loads the file; a missing one is the empty default.
     fn load_from(path: &Path) -> Result<Self> {
         let text = match std::fs::read(path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Ok(text) => Some(text),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
             Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
         };
-        Self::parse(&text).with_context(|| format!("parsing {}", path.display()))
+        Self::parse_or_default(text.as_deref())
+            .with_context(|| format!("parsing {}", path.display()))
     }
 
     /// Writes the file atomically (creating its folder if needed).

@@ -6,6 +6,7 @@
 //! (0700 for keys), files 0640 (0600 for keys). See `docs/security.md`.
 
 pub mod beneath;
+pub mod stamp;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;

@@ -13,14 +13,14 @@ use std::str::FromStr;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::assets::AssetIndex;
-use crate::assets::usage::subfolders;
 use crate::bootcfg::b2c::B2cConfig;
 use crate::bootcfg::refs::file_references;
+use crate::datadir::assets::AssetIndex;
+use crate::datadir::assets::usage::subfolders;
+use crate::datadir::registry::Registry;
 use crate::datadir::{DataDir, SCRIPT_FILE, SECRETS_FILE, VARS_FILE};
 use crate::fsutil;
 use crate::names::ProfileName;
-use crate::registry::Registry;
 
 /// One `NAME=VALUE` for a profile's `vars.toml`.
 #[derive(Debug, Clone, PartialEq, Eq)]

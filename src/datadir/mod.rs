@@ -27,12 +27,25 @@
 //! profile's `profiles/<name>/` — holds [`SCRIPT_FILE`], optionally
 //! [`VARS_FILE`] and [`SECRETS_FILE`], and any file its machines fetch under
 //! `/files/`, except the [`NEVER_SERVED`] ones.
+//!
+//! Beside the layout, this folder holds the state kept in the data directory:
+//! the machine registry ([`registry`]), profiles ([`profiles`]), the shared
+//! assets store ([`assets`]), the versioned JSON files they are written as
+//! ([`statefile`]) and the permission check `serve` runs on it ([`permcheck`]).
+
+pub mod assets;
+pub mod permcheck;
+pub mod profiles;
+pub mod registry;
+pub mod statefile;
 
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+
+use crate::names::Fingerprint;
 
 /// Default location when neither `--data` nor `BOOTGATE_DATA` is given.
 pub const DEFAULT_PATH: &str = "./bootgate-data";
@@ -136,14 +149,14 @@ impl DataDir {
     }
     /// A machine's own folder, named by its certificate fingerprint as the
     /// original ipxe-boot-server did.
-    pub fn machine_files_dir(&self, fingerprint: &str) -> PathBuf {
-        self.files_dir().join(fingerprint)
+    pub fn machine_files_dir(&self, fingerprint: &Fingerprint) -> PathBuf {
+        self.files_dir().join(fingerprint.as_str())
     }
     pub fn default_files_dir(&self) -> PathBuf {
         self.files_dir().join(DEFAULT_FOLDER)
     }
     /// A machine's own boot script (which may not exist).
-    pub fn machine_script_path(&self, fingerprint: &str) -> PathBuf {
+    pub fn machine_script_path(&self, fingerprint: &Fingerprint) -> PathBuf {
         self.machine_files_dir(fingerprint).join(SCRIPT_FILE)
     }
     /// The script of enrolled machines without a folder of their own.

@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use crate::ca::{self, Ca, CertInfo, PrivateKey};
 use crate::config::Config;
 use crate::datadir::DataDir;
-use crate::enrollment;
 use crate::fsutil;
+use crate::manage::enrollment;
 
 /// Where the CA comes from.
 pub enum CaSource {

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::store::Digest;
 use crate::datadir::DataDir;
+use crate::datadir::statefile::StateFile;
 use crate::names::AssetName;
-use crate::statefile::StateFile;
 
 const VERSION: u32 = 1;
 

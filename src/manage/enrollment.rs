@@ -8,14 +8,14 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 use crate::ca::{self, Ca, CertInfo};
+use crate::datadir::profiles;
+use crate::datadir::registry::{Machine, MachineName, Origin, Registry};
 use crate::datadir::{DataDir, SCRIPT_FILE};
 use crate::fsutil;
 use crate::names::ProfileName;
-use crate::profiles;
-use crate::registry::{Machine, MachineName, Origin, Registry};
 
 /// The script a newly enrolled machine gets until someone writes its own.
-pub const DEFAULT_MACHINE_TEMPLATE: &str = include_str!("../templates/machine-boot.ipxe");
+pub const DEFAULT_MACHINE_TEMPLATE: &str = include_str!("../../templates/machine-boot.ipxe");
 
 pub fn write_default_template(dir: &DataDir) -> Result<()> {
     let path = dir.machine_template_path();

@@ -1,0 +1,5 @@
+//! Running as a service: log output on stderr or the journal ([`logging`]) and
+//! readiness notifications to the service manager ([`notify`]).
+
+pub mod logging;
+pub mod notify;
