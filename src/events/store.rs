@@ -522,6 +522,13 @@ mod tests {
         e
     }
 
+    /// A store at `path` that does not wait for its lock, and a tracker that
+    /// settles boots after five quiet minutes.
+    fn open_with_tracker(path: &Path) -> (Store, BootTracker) {
+        let store = Store::open(path, Duration::ZERO, DEFAULT_CACHE_BYTES).unwrap();
+        (store, BootTracker::new(Duration::from_secs(300)))
+    }
+
     /// Records events the way the writer does: boots assigned, one commit.
     fn record(
         store: &Store,
@@ -540,13 +547,7 @@ mod tests {
     #[test]
     fn events_boots_and_machines_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(
-            &dir.path().join("e.redb"),
-            Duration::ZERO,
-            DEFAULT_CACHE_BYTES,
-        )
-        .unwrap();
-        let mut tracker = BootTracker::new(Duration::from_secs(300));
+        let (store, mut tracker) = open_with_tracker(&dir.path().join("e.redb"));
         let mut refused = Event::new(Kind::Handshake, at(0), "192.0.2.9:1".into());
         refused.id = at(0).as_micros();
         refused.reason = Some("foreign-ca".into());
@@ -619,13 +620,7 @@ mod tests {
     #[test]
     fn retention_keeps_the_newest_events_within_both_limits() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(
-            &dir.path().join("e.redb"),
-            Duration::ZERO,
-            DEFAULT_CACHE_BYTES,
-        )
-        .unwrap();
-        let mut tracker = BootTracker::new(Duration::from_secs(300));
+        let (store, mut tracker) = open_with_tracker(&dir.path().join("e.redb"));
         let by_count = Retention {
             max_age: Duration::from_secs(86400),
             max_events: 10,
@@ -675,8 +670,7 @@ mod tests {
             ReadOnlyStore::Missing
         ));
         {
-            let store = Store::open(&path, Duration::ZERO, DEFAULT_CACHE_BYTES).unwrap();
-            let mut tracker = BootTracker::new(Duration::from_secs(300));
+            let (store, mut tracker) = open_with_tracker(&path);
             record(
                 &store,
                 &mut tracker,
