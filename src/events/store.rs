@@ -529,6 +529,15 @@ mod tests {
         (store, BootTracker::new(Duration::from_secs(300)))
     }
 
+    /// The events of one machine, through its index.
+    fn events_of(r: &Snapshot, machine: &str) -> Vec<Event> {
+        r.events(&EventQuery {
+            machine: Some(machine.into()),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
     /// Records events the way the writer does: boots assigned, one commit.
     fn record(
         store: &Store,
@@ -572,12 +581,7 @@ mod tests {
         assert_eq!(all.len(), 5);
         assert!(all.windows(2).all(|w| w[0].id < w[1].id));
 
-        let gw1 = r
-            .events(&EventQuery {
-                machine: Some("gw1".into()),
-                ..Default::default()
-            })
-            .unwrap();
+        let gw1 = events_of(&r, "gw1");
         assert_eq!(gw1.len(), 3);
         let recent = r
             .events(&EventQuery {
@@ -638,12 +642,7 @@ mod tests {
         assert_eq!(kept.last().unwrap().time, at(17));
         // The boots their scripts began went with them; the index too.
         assert_eq!(r.boots("gw1", 100).unwrap().len(), 10);
-        let indexed = r
-            .events(&EventQuery {
-                machine: Some("gw1".into()),
-                ..Default::default()
-            })
-            .unwrap();
+        let indexed = events_of(&r, "gw1");
         assert_eq!(indexed.len(), 10);
         drop(r);
 
