@@ -43,6 +43,100 @@ fn renders_the_machine_script_with_its_variables() {
     );
 }
 
+/// Waits until the server's file cache trusts `path` as it is now: it keeps
+/// a file only once it has been left alone for a second.
+fn settled(path: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).unwrap();
+    let changed = meta.mtime().max(meta.ctime()) as f64
+        + meta.mtime_nsec().max(meta.ctime_nsec()) as f64 / 1e9;
+    wait_until("the file to settle", Duration::from_secs(10), || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        now > changed + 1.5
+    });
+}
+
+/// The server answers an unchanged request with the script it rendered the
+/// last time; each input of the render, changed, shows at the next request:
+/// the query, the script, a machine's `vars.toml` (added, edited), the
+/// registry (a profile set, a revocation) and the profile's `vars.toml`.
+#[test]
+fn a_kept_render_follows_each_of_its_inputs() {
+    let env = Env::new();
+    let profile_script = env.tmp.path().join("p.ipxe");
+    write(&profile_script, "#!ipxe\necho profile\n");
+    env.ok(&[
+        "profile",
+        "create",
+        "p",
+        "--script",
+        profile_script.to_str().unwrap(),
+    ]);
+    let profile_vars = env.path("profiles/p/vars.toml");
+    write(&profile_vars, "role = \"from-profile\"\nsite = \"lab\"\n");
+    let fp = env.add_machine("gw1");
+    let script = env.files(&fp).join("boot.ipxe");
+    let own_vars = env.files(&fp).join("vars.toml");
+    write(
+        &script,
+        "#!ipxe\necho one $machine_name $role $site mac=$mac\n",
+    );
+    let _server = env.serve();
+    let id = env.identity("gw1");
+    let client = env.client();
+    let get = |query: &str| {
+        let response = client
+            .get(&format!("/boot/ipxe{query}"), Some(&id))
+            .unwrap();
+        assert_eq!(response.status, 200, "{}", response.text());
+        response.text()
+    };
+    // Asked twice with the inputs settled: the second answer is the kept one.
+    let twice = |query: &str, expected: &str| {
+        assert_eq!(get(query), expected);
+        assert_eq!(get(query), expected);
+    };
+
+    settled(&script);
+    twice("?mac=1", "#!ipxe\necho one gw1 $role $site mac=1\n");
+    // The query.
+    twice("?mac=2", "#!ipxe\necho one gw1 $role $site mac=2\n");
+    twice("", "#!ipxe\necho one gw1 $role $site mac=$mac\n");
+    // The script.
+    write(
+        &script,
+        "#!ipxe\necho two $machine_name $role $site mac=$mac\n",
+    );
+    assert_eq!(get("?mac=1"), "#!ipxe\necho two gw1 $role $site mac=1\n");
+    settled(&script);
+    twice("?mac=1", "#!ipxe\necho two gw1 $role $site mac=1\n");
+    // The machine's vars.toml, added, then edited.
+    write(&own_vars, "role = \"own\"\n");
+    assert_eq!(get("?mac=1"), "#!ipxe\necho two gw1 own $site mac=1\n");
+    settled(&own_vars);
+    twice("?mac=1", "#!ipxe\necho two gw1 own $site mac=1\n");
+    write(&own_vars, "role = \"new\"\n");
+    assert_eq!(get("?mac=1"), "#!ipxe\necho two gw1 new $site mac=1\n");
+    settled(&own_vars);
+    twice("?mac=1", "#!ipxe\necho two gw1 new $site mac=1\n");
+    // The registry: a profile whose variables apply under the machine's own.
+    settled(&profile_vars);
+    env.ok(&["machine", "set-profile", "gw1", "p"]);
+    twice("?mac=1", "#!ipxe\necho two gw1 new lab mac=1\n");
+    // The profile's vars.toml.
+    write(&profile_vars, "site = \"annex\"\n");
+    assert_eq!(get("?mac=1"), "#!ipxe\necho two gw1 new annex mac=1\n");
+    settled(&profile_vars);
+    twice("?mac=1", "#!ipxe\necho two gw1 new annex mac=1\n");
+    // The registry again: a revoked machine gets nothing, kept or not.
+    env.ok(&["machine", "revoke", "gw1"]);
+    let revoked = client.get("/boot/ipxe?mac=1", Some(&id)).unwrap();
+    assert_eq!(revoked.status, 403, "{}", revoked.text());
+}
+
 #[test]
 fn refuses_missing_foreign_and_revoked_certificates() {
     let env = Env::new();
@@ -387,9 +481,14 @@ fn secrets_work_once_and_expire() {
     assert_eq!(first.text(), "b2c.minio=\"s3,key-of-gw1\"\n");
     assert_eq!(client.get(&path, None).unwrap().status, 404);
 
-    // Each render mints a new token; an unused one expires.
+    // Each render mints a new token, also once the script is settled (a
+    // script with a secrets link is never served from the kept renders); an
+    // unused token expires.
+    settled(&env.files(&fp).join("boot.ipxe"));
     let path2 = url_of(&client.get("/boot/ipxe", Some(&id)).unwrap().text());
+    let path3 = url_of(&client.get("/boot/ipxe", Some(&id)).unwrap().text());
     assert_ne!(path, path2);
+    assert_ne!(path2, path3);
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(client.get(&path2, None).unwrap().status, 404);
     assert_eq!(

@@ -79,12 +79,7 @@ pub fn run(dir: &DataDir, cmd: AssetCommand) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&listed)?);
                 return Ok(());
             }
-            let width = listed
-                .iter()
-                .map(|a| a.name.len())
-                .max()
-                .unwrap_or(4)
-                .max(4);
+            let width = super::column_width("NAME", listed.iter().map(|a| a.name.as_str()));
             println!(
                 "{:width$}  {:>12}  {:16}  USED BY",
                 "NAME", "SIZE", "SHA256"

@@ -371,13 +371,8 @@ impl<'a> View<'a> {
 
 fn print_table(views: &[View]) {
     let now = Timestamp::now();
-    let width = views.iter().map(|v| v.name.len()).max().unwrap_or(4).max(4);
-    let pwidth = views
-        .iter()
-        .filter_map(|v| v.profile.map(str::len))
-        .max()
-        .unwrap_or(7)
-        .max(7);
+    let width = super::column_width("NAME", views.iter().map(|v| v.name));
+    let pwidth = super::column_width("PROFILE", views.iter().filter_map(|v| v.profile));
     let rows: Vec<_> = views
         .iter()
         .map(|v| {

@@ -98,6 +98,16 @@ impl Cli {
     }
 }
 
+/// The width of a table column: its longest cell, and at least its heading's.
+fn column_width<'a>(heading: &str, cells: impl IntoIterator<Item = &'a str>) -> usize {
+    cells
+        .into_iter()
+        .map(str::len)
+        .max()
+        .unwrap_or(0)
+        .max(heading.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

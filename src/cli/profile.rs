@@ -134,12 +134,7 @@ pub fn run(dir: &DataDir, cmd: ProfileCommand) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&profiles)?);
                 return Ok(());
             }
-            let width = profiles
-                .iter()
-                .map(|p| p.name.len())
-                .max()
-                .unwrap_or(4)
-                .max(4);
+            let width = super::column_width("NAME", profiles.iter().map(|p| p.name.as_str()));
             println!("{:width$}  {:8}  FETCHES", "NAME", "MACHINES");
             for p in &profiles {
                 let fetches: Vec<&str> = p.fetches.iter().map(|f| f.name.as_str()).collect();

@@ -72,6 +72,18 @@ fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T
         .block_on(future)
 }
 
+/// [`block_on`], giving up after `timeout`.
+fn block_on_within<T>(
+    timeout: std::time::Duration,
+    future: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    block_on(async {
+        tokio::time::timeout(timeout, future)
+            .await
+            .map_err(|_| anyhow::anyhow!("the object store did not answer within {timeout:?}"))?
+    })
+}
+
 fn confirm(question: &str) -> Result<bool> {
     eprint!("{question}");
     std::io::stderr().flush()?;
@@ -85,13 +97,7 @@ pub fn revoke_keys(dir: &DataDir, machine: &Machine) -> Result<Option<usize>> {
     let Some(scratch) = configured(dir)? else {
         return Ok(None);
     };
-    let timeout = scratch_timeout(dir)?;
-    block_on(async {
-        tokio::time::timeout(timeout, scratch.revoke(&machine.fingerprint))
-            .await
-            .map_err(|_| anyhow::anyhow!("the object store did not answer within {timeout:?}"))?
-    })
-    .map(Some)
+    block_on_within(scratch_timeout(dir)?, scratch.revoke(&machine.fingerprint)).map(Some)
 }
 
 /// The machine's scratch space as the store sees it; `Ok(None)` without
@@ -100,13 +106,7 @@ pub fn status(dir: &DataDir, machine: &Machine) -> Result<Option<Status>> {
     let Some(scratch) = configured(dir)? else {
         return Ok(None);
     };
-    let timeout = scratch_timeout(dir)?;
-    block_on(async {
-        tokio::time::timeout(timeout, scratch.status(&machine.fingerprint))
-            .await
-            .map_err(|_| anyhow::anyhow!("the object store did not answer within {timeout:?}"))?
-    })
-    .map(Some)
+    block_on_within(scratch_timeout(dir)?, scratch.status(&machine.fingerprint)).map(Some)
 }
 
 /// CLI calls wait a little longer than a boot script would.

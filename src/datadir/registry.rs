@@ -2,57 +2,16 @@
 //! which certificate, and whether they are revoked. It is the commit point of
 //! every enrollment: files are written first, the registry last, atomically.
 
-use std::fmt;
-use std::str::FromStr;
-
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::ca::{CertInfo, Fingerprint};
 use crate::datadir::DataDir;
 use crate::datadir::statefile::StateFile;
+pub use crate::names::MachineName;
 use crate::names::ProfileName;
 
 const VERSION: u32 = 1;
-
-/// A validated machine name: 1–63 characters of `A-Z a-z 0-9 . _ -`, starting
-/// with a letter or digit. It names a folder, so nothing else is allowed.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct MachineName(String);
-
-impl FromStr for MachineName {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        crate::names::check("machine", s, 63)?;
-        Ok(Self(s.to_string()))
-    }
-}
-
-impl TryFrom<String> for MachineName {
-    type Error = anyhow::Error;
-    fn try_from(s: String) -> Result<Self> {
-        s.parse()
-    }
-}
-
-impl From<MachineName> for String {
-    fn from(name: MachineName) -> String {
-        name.0
-    }
-}
-
-impl fmt::Display for MachineName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for MachineName {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
 
 /// How a machine's certificate came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

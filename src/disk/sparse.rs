@@ -86,10 +86,7 @@ impl SparseImage {
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) {
         let mut done = 0;
         while done < buf.len() {
-            let pos = offset + done as u64;
-            let index = pos / BLOCK_U64;
-            let within = (pos % BLOCK_U64) as usize;
-            let n = (buf.len() - done).min(BLOCK - within);
+            let (index, within, n) = block_span(offset + done as u64, buf.len() - done);
             match self.blocks.get(&index) {
                 Some(block) => buf[done..done + n].copy_from_slice(&block[within..within + n]),
                 None => buf[done..done + n].fill(0),
@@ -154,17 +151,28 @@ impl SparseImage {
     }
 }
 
+/// The block holding byte `pos`, where `pos` falls within it, and how many of
+/// `want` bytes from there stay inside that block.
+fn block_span(pos: u64, want: usize) -> (u64, usize, usize) {
+    let index = pos / BLOCK_U64;
+    let within = (pos % BLOCK_U64) as usize;
+    (index, within, want.min(BLOCK - within))
+}
+
+impl SparseImage {
+    /// [`block_span`] at the cursor, also stopping at the end of the disk.
+    /// The cursor must be before the end.
+    fn span_at_cursor(&self, want: usize) -> (u64, usize, usize) {
+        block_span(self.pos, want.min((self.len - self.pos) as usize))
+    }
+}
+
 impl Read for SparseImage {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.pos >= self.len || buf.is_empty() {
             return Ok(0);
         }
-        let index = self.pos / BLOCK_U64;
-        let within = (self.pos % BLOCK_U64) as usize;
-        let n = buf
-            .len()
-            .min(BLOCK - within)
-            .min((self.len - self.pos) as usize);
+        let (index, within, n) = self.span_at_cursor(buf.len());
         match self.blocks.get(&index) {
             Some(block) => buf[..n].copy_from_slice(&block[within..within + n]),
             None => buf[..n].fill(0),
@@ -185,12 +193,7 @@ impl Write for SparseImage {
                 format!("write past the end of a {}-byte disk", self.len),
             ));
         }
-        let index = self.pos / BLOCK_U64;
-        let within = (self.pos % BLOCK_U64) as usize;
-        let n = buf
-            .len()
-            .min(BLOCK - within)
-            .min((self.len - self.pos) as usize);
+        let (index, within, n) = self.span_at_cursor(buf.len());
         let data = &buf[..n];
         match self.blocks.get_mut(&index) {
             Some(block) => block[within..within + n].copy_from_slice(data),

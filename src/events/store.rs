@@ -522,6 +522,22 @@ mod tests {
         e
     }
 
+    /// A store at `path` that does not wait for its lock, and a tracker that
+    /// settles boots after five quiet minutes.
+    fn open_with_tracker(path: &Path) -> (Store, BootTracker) {
+        let store = Store::open(path, Duration::ZERO, DEFAULT_CACHE_BYTES).unwrap();
+        (store, BootTracker::new(Duration::from_secs(300)))
+    }
+
+    /// The events of one machine, through its index.
+    fn events_of(r: &Snapshot, machine: &str) -> Vec<Event> {
+        r.events(&EventQuery {
+            machine: Some(machine.into()),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
     /// Records events the way the writer does: boots assigned, one commit.
     fn record(
         store: &Store,
@@ -540,13 +556,7 @@ mod tests {
     #[test]
     fn events_boots_and_machines_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(
-            &dir.path().join("e.redb"),
-            Duration::ZERO,
-            DEFAULT_CACHE_BYTES,
-        )
-        .unwrap();
-        let mut tracker = BootTracker::new(Duration::from_secs(300));
+        let (store, mut tracker) = open_with_tracker(&dir.path().join("e.redb"));
         let mut refused = Event::new(Kind::Handshake, at(0), "192.0.2.9:1".into());
         refused.id = at(0).as_micros();
         refused.reason = Some("foreign-ca".into());
@@ -571,12 +581,7 @@ mod tests {
         assert_eq!(all.len(), 5);
         assert!(all.windows(2).all(|w| w[0].id < w[1].id));
 
-        let gw1 = r
-            .events(&EventQuery {
-                machine: Some("gw1".into()),
-                ..Default::default()
-            })
-            .unwrap();
+        let gw1 = events_of(&r, "gw1");
         assert_eq!(gw1.len(), 3);
         let recent = r
             .events(&EventQuery {
@@ -619,13 +624,7 @@ mod tests {
     #[test]
     fn retention_keeps_the_newest_events_within_both_limits() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(
-            &dir.path().join("e.redb"),
-            Duration::ZERO,
-            DEFAULT_CACHE_BYTES,
-        )
-        .unwrap();
-        let mut tracker = BootTracker::new(Duration::from_secs(300));
+        let (store, mut tracker) = open_with_tracker(&dir.path().join("e.redb"));
         let by_count = Retention {
             max_age: Duration::from_secs(86400),
             max_events: 10,
@@ -643,12 +642,7 @@ mod tests {
         assert_eq!(kept.last().unwrap().time, at(17));
         // The boots their scripts began went with them; the index too.
         assert_eq!(r.boots("gw1", 100).unwrap().len(), 10);
-        let indexed = r
-            .events(&EventQuery {
-                machine: Some("gw1".into()),
-                ..Default::default()
-            })
-            .unwrap();
+        let indexed = events_of(&r, "gw1");
         assert_eq!(indexed.len(), 10);
         drop(r);
 
@@ -675,8 +669,7 @@ mod tests {
             ReadOnlyStore::Missing
         ));
         {
-            let store = Store::open(&path, Duration::ZERO, DEFAULT_CACHE_BYTES).unwrap();
-            let mut tracker = BootTracker::new(Duration::from_secs(300));
+            let (store, mut tracker) = open_with_tracker(&path);
             record(
                 &store,
                 &mut tracker,

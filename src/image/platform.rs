@@ -60,6 +60,14 @@ const UBOOT: &str = "u-boot-rpi";
 const RASPI: &str = "raspi-firmware";
 const LINUX: &str = "linux-image-arm64";
 
+/// A Raspberry Pi device tree from the Linux package, under its own name at
+/// the root of the boot partition.
+macro_rules! broadcom_dtb {
+    ($name:literal) => {
+        firmware(concat!("linux-image-*/broadcom/", $name), LINUX, $name)
+    };
+}
+
 const X86_64_FIRMWARE: &[FirmwareFile] = &[firmware(
     "ipxe/ipxe-amd64.efi",
     IPXE,
@@ -75,49 +83,32 @@ const RPI3_FIRMWARE: &[FirmwareFile] = &[
     firmware("raspi-firmware/start.elf", RASPI, "start.elf"),
     firmware("raspi-firmware/fixup.dat", RASPI, "fixup.dat"),
     firmware("u-boot/rpi_arm64/u-boot.bin", UBOOT, "u-boot.bin"),
-    firmware(
-        "linux-image-*/broadcom/bcm2837-rpi-3-b.dtb",
-        LINUX,
-        "bcm2837-rpi-3-b.dtb",
-    ),
-    firmware(
-        "linux-image-*/broadcom/bcm2837-rpi-3-b-plus.dtb",
-        LINUX,
-        "bcm2837-rpi-3-b-plus.dtb",
-    ),
+    broadcom_dtb!("bcm2837-rpi-3-b.dtb"),
+    broadcom_dtb!("bcm2837-rpi-3-b-plus.dtb"),
     firmware("ipxe/ipxe-arm64.efi", IPXE, UBOOT_IPXE_PATH),
 ];
 const RPI4_FIRMWARE: &[FirmwareFile] = &[
     firmware("raspi-firmware/start4.elf", RASPI, "start4.elf"),
     firmware("raspi-firmware/fixup4.dat", RASPI, "fixup4.dat"),
     firmware("u-boot/rpi_arm64/u-boot.bin", UBOOT, "u-boot.bin"),
-    firmware(
-        "linux-image-*/broadcom/bcm2711-rpi-4-b.dtb",
-        LINUX,
-        "bcm2711-rpi-4-b.dtb",
-    ),
-    firmware(
-        "linux-image-*/broadcom/bcm2711-rpi-400.dtb",
-        LINUX,
-        "bcm2711-rpi-400.dtb",
-    ),
-    firmware(
-        "linux-image-*/broadcom/bcm2711-rpi-cm4-io.dtb",
-        LINUX,
-        "bcm2711-rpi-cm4-io.dtb",
-    ),
+    broadcom_dtb!("bcm2711-rpi-4-b.dtb"),
+    broadcom_dtb!("bcm2711-rpi-400.dtb"),
+    broadcom_dtb!("bcm2711-rpi-cm4-io.dtb"),
     firmware("ipxe/ipxe-arm64.efi", IPXE, UBOOT_IPXE_PATH),
 ];
 
+/// Generated on every platform.
+const AUTOEXEC_GENERATED: Generated = Generated {
+    dest: AUTOEXEC_PATH,
+    what: "iPXE start-up script with the machine's certificate and key",
+};
+const CA_ESL_GENERATED: Generated = Generated {
+    dest: CA_ESL_PATH,
+    what: "the CA as an EFI signature list, for the TlsCaCertificate variable",
+};
 const EFI_GENERATED: &[Generated] = &[
-    Generated {
-        dest: AUTOEXEC_PATH,
-        what: "iPXE start-up script with the machine's certificate and key",
-    },
-    Generated {
-        dest: CA_ESL_PATH,
-        what: "the CA as an EFI signature list, for the TlsCaCertificate variable",
-    },
+    AUTOEXEC_GENERATED,
+    CA_ESL_GENERATED,
     Generated {
         dest: CA_DER_PATH,
         what: "the CA certificate (DER), for firmware setup screens",
@@ -132,14 +123,8 @@ const RPI_GENERATED: &[Generated] = &[
         dest: "boot.scr",
         what: "U-Boot script: set TlsCaCertificate from ca.esl, start iPXE",
     },
-    Generated {
-        dest: AUTOEXEC_PATH,
-        what: "iPXE start-up script with the machine's certificate and key",
-    },
-    Generated {
-        dest: CA_ESL_PATH,
-        what: "the CA as an EFI signature list, for the TlsCaCertificate variable",
-    },
+    AUTOEXEC_GENERATED,
+    CA_ESL_GENERATED,
 ];
 
 impl Platform {

@@ -9,7 +9,6 @@ mod fingerprint;
 
 pub use fingerprint::Fingerprint;
 
-use std::fmt;
 use std::str::FromStr;
 
 use anyhow::{Result, bail};
@@ -35,6 +34,39 @@ pub fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 
+/// For a `$ty(String)` whose `FromStr` validates: parsing from a `String`
+/// (what serde's `try_from = "String"` uses), back into a `String`,
+/// `Display` and `AsRef<str>`, all of the text as it is.
+macro_rules! string_newtype {
+    ($ty:ident) => {
+        impl TryFrom<String> for $ty {
+            type Error = anyhow::Error;
+            fn try_from(s: String) -> anyhow::Result<Self> {
+                s.parse()
+            }
+        }
+
+        impl From<$ty> for String {
+            fn from(value: $ty) -> String {
+                value.0
+            }
+        }
+
+        impl ::std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+pub(crate) use string_newtype;
+
 macro_rules! validated_name {
     ($(#[$doc:meta])* $ty:ident, $kind:literal, $max:literal) => {
         $(#[$doc])*
@@ -50,32 +82,16 @@ macro_rules! validated_name {
             }
         }
 
-        impl TryFrom<String> for $ty {
-            type Error = anyhow::Error;
-            fn try_from(s: String) -> Result<Self> {
-                s.parse()
-            }
-        }
-
-        impl From<$ty> for String {
-            fn from(name: $ty) -> String {
-                name.0
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl AsRef<str> for $ty {
-            fn as_ref(&self) -> &str {
-                &self.0
-            }
-        }
+        string_newtype!($ty);
     };
 }
+
+validated_name!(
+    /// A machine's name: names its folder `machines/<name>/`.
+    MachineName,
+    "machine",
+    63
+);
 
 validated_name!(
     /// A profile's name: names its folder `profiles/<name>/`.

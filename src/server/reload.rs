@@ -48,26 +48,17 @@ impl Reloader {
 
 /// Settings that differ between `old` and `new` and only a restart applies.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    if old.server_names != new.server_names {
-        changed.push("server_names");
-    }
-    if old.listen != new.listen {
-        changed.push("listen");
-    }
-    if old.public_url != new.public_url {
-        changed.push("public_url");
-    }
-    if old.admin_listen != new.admin_listen {
-        changed.push("admin_listen");
-    }
-    if old.events != new.events {
-        changed.push("[events]");
-    }
-    if old.git != new.git {
-        changed.push("[git]");
-    }
-    changed
+    [
+        ("server_names", old.server_names != new.server_names),
+        ("listen", old.listen != new.listen),
+        ("public_url", old.public_url != new.public_url),
+        ("admin_listen", old.admin_listen != new.admin_listen),
+        ("[events]", old.events != new.events),
+        ("[git]", old.git != new.git),
+    ]
+    .into_iter()
+    .filter_map(|(setting, changed)| changed.then_some(setting))
+    .collect()
 }
 
 #[cfg(test)]

@@ -9,12 +9,14 @@ use axum::Router;
 use axum::extract::{Extension, Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
 use http::header;
 
 use super::boot;
 use super::error::{EventReason, Refusal, internal};
 use super::identity::{Peer, Served};
 use super::paths;
+use super::render_cache::Inputs;
 use super::resolve::{self, Found, Roots};
 use super::scratch;
 use super::secrets::{Redemption, SecretsGrant};
@@ -91,32 +93,52 @@ fn for_machine(machine: &Machine, result: Result<Response, Refusal>) -> Response
 async fn boot_script(
     State(state): State<Arc<AppState>>,
     Extension(peer): Extension<Peer>,
-    Query(query): Query<HashMap<String, String>>,
+    uri: http::Uri,
 ) -> Response {
     let machine = match identify(&state, &peer) {
         Ok(machine) => machine,
         Err(refused) => return refused.into_response(),
     };
-    let result = render_boot_script(&state, &machine, &query).await;
+    let result = render_boot_script(&state, &machine, &uri).await;
     for_machine(&machine, result)
 }
 
+/// The machine's script rendered for this request, or the same bytes as the
+/// last time when nothing it is made from has changed
+/// ([`super::render_cache`]).
 async fn render_boot_script(
     state: &AppState,
-    machine: &Machine,
-    query: &HashMap<String, String>,
+    machine: &Arc<Machine>,
+    uri: &http::Uri,
 ) -> Result<Response, Refusal> {
     let roots = Roots::of(&state.tree.current(), machine);
     let text = first_script(state, &roots.scripts())?.ok_or(Refusal::NotFound)?;
-    let mut vars = boot::query_vars(query)?;
+    let mut file_vars = Vec::with_capacity(2);
     for folder in roots.vars_folders() {
-        if let Some(file_vars) = boot::file_vars(&state.vars, folder)? {
-            vars.extend(file_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
+        file_vars.push(boot::file_vars(&state.vars, folder)?);
+    }
+    let inputs = Inputs {
+        machine: machine.clone(),
+        script: text,
+        vars: file_vars,
+        query: uri.query().unwrap_or_default().to_string(),
+    };
+    if let Some(body) = state.rendered.get(&inputs) {
+        return Ok(script_response(body));
+    }
+    let Query(query) = match Query::<HashMap<String, String>>::try_from_uri(uri) {
+        Ok(query) => query,
+        Err(rejection) => return Ok(rejection.into_response()),
+    };
+    let text = &inputs.script;
+    let mut vars = boot::query_vars(&query)?;
+    for file_vars in inputs.vars.iter().flatten() {
+        vars.extend(file_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     MachineVars::of(machine, &state.public_url).insert_into(&mut vars);
-    let scratch = scratch::provide(state, machine, &roots, &text, &mut vars).await?;
-    if template::referenced_names(&text).contains(&variables::SECRETS_URL) {
+    let scratch = scratch::provide(state, machine, &roots, text, &mut vars).await?;
+    let mints_secret = template::referenced_names(text).contains(&variables::SECRETS_URL);
+    if mints_secret {
         let token = state.secrets.mint(SecretsGrant {
             fingerprint: machine.fingerprint.clone(),
             vars: vars.clone(),
@@ -126,7 +148,11 @@ async fn render_boot_script(
             variables::secrets_url(&state.public_url, &token),
         );
     }
-    let mut response = script_response(template::safe_substitute(&text, &vars));
+    let body = Bytes::from(template::safe_substitute(text, &vars));
+    if scratch == scratch::Provision::NotUsed && !mints_secret {
+        state.rendered.put(inputs, body.clone());
+    }
+    let mut response = script_response(body);
     if scratch == scratch::Provision::Unavailable {
         response
             .extensions_mut()
@@ -153,7 +179,8 @@ pub(super) fn first_script(
     Ok(None)
 }
 
-fn script_response(text: String) -> Response {
+fn script_response(text: impl Into<Bytes>) -> Response {
+    let text: Bytes = text.into();
     (
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),

@@ -11,6 +11,7 @@ use super::assets::AssetCache;
 use super::file_backed::FileBacked;
 use super::file_cache::FileCache;
 use super::live_tree::LiveTree;
+use super::render_cache::RenderCache;
 use super::secrets::SecretStore;
 use crate::bootcfg::template::Vars;
 use crate::config::Config;
@@ -33,6 +34,8 @@ pub struct AppState {
     /// Boot scripts and `vars.toml` files, re-read only when they change.
     pub scripts: FileCache<String>,
     pub vars: FileCache<Vars>,
+    /// Each machine's last rendered script, while its inputs stay the same.
+    pub rendered: RenderCache,
     /// Per-machine scratch space, when `[scratch]` is configured.
     pub scratch: Option<Arc<Scratch>>,
 }
@@ -53,6 +56,7 @@ impl AppState {
             secrets: SecretStore::new(config.secrets_ttl()),
             scripts: FileCache::new(Ok),
             vars: FileCache::new(|text| super::boot::parse_vars(&text)),
+            rendered: RenderCache::default(),
             machines,
             assets,
             dir,

@@ -1,5 +1,6 @@
 //! The rustls configuration of the machine-facing listener: TLS 1.2 (ECDHE)
-//! and 1.3, RSA server certificate, and client certificates verified against
+//! and 1.3, RSA server certificate (its signatures made by
+//! [`super::openssl_signer`]), and client certificates verified against
 //! the CA but optional at the TLS level. A certificate from another CA fails
 //! the handshake; a connection without one reaches the handlers, which answer
 //! 403 (and `/secrets`, which needs no certificate, works). The verifier is
@@ -14,9 +15,9 @@ use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
-use rustls_pki_types::PrivateKeyDer;
-use rustls_pki_types::PrivatePkcs8KeyDer;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 
+use super::openssl_signer::OpensslRsaKey;
 use crate::ca::{self, PrivateKey};
 use crate::datadir::DataDir;
 
@@ -30,14 +31,18 @@ pub fn server_config(dir: &DataDir) -> Result<Arc<rustls::ServerConfig>> {
         .with_context(|| format!("reading {}", dir.server_cert_path().display()))?;
     let key = PrivateKey::from_pem(&zeroize::Zeroizing::new(read(&dir.server_key_path())?))
         .with_context(|| format!("reading {}", dir.server_key_path().display()))?;
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.pkcs8_der().to_vec()));
+    let key = OpensslRsaKey::from_pkcs8_der(key.pkcs8_der())
+        .with_context(|| format!("loading {}", dir.server_key_path().display()))?;
+    let certified = CertifiedKey::new(chain, Arc::new(key));
+    certified
+        .keys_match()
+        .context("loading the server certificate and key")?;
 
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .context("selecting TLS versions")?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .context("loading the server certificate and key")?;
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

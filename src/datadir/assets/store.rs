@@ -6,7 +6,6 @@
 //! and hashed again, and only then renamed to its hash. Memory stays flat for
 //! a 1 GiB initramfs, and a crash leaves either no blob or a complete one.
 
-use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -41,30 +40,7 @@ impl FromStr for Digest {
     }
 }
 
-impl TryFrom<String> for Digest {
-    type Error = anyhow::Error;
-    fn try_from(s: String) -> Result<Self> {
-        s.parse()
-    }
-}
-
-impl From<Digest> for String {
-    fn from(d: Digest) -> String {
-        d.0
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for Digest {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
+crate::names::string_newtype!(Digest);
 
 /// Where the blob of `digest` lives.
 pub fn blob_path(blobs_dir: &Path, digest: &Digest) -> PathBuf {
