@@ -66,15 +66,7 @@ fn settled(path: &std::path::Path) {
 #[test]
 fn a_kept_render_follows_each_of_its_inputs() {
     let env = Env::new();
-    let profile_script = env.tmp.path().join("p.ipxe");
-    write(&profile_script, "#!ipxe\necho profile\n");
-    env.ok(&[
-        "profile",
-        "create",
-        "p",
-        "--script",
-        profile_script.to_str().unwrap(),
-    ]);
+    env.add_script_profile("p", "#!ipxe\necho profile\n", &[]);
     let profile_vars = env.path("profiles/p/vars.toml");
     write(&profile_vars, "role = \"from-profile\"\nsite = \"lab\"\n");
     let fp = env.add_machine("gw1");
