@@ -33,11 +33,7 @@ fn build_image(env: &Env, machine: &str, platform: &str) -> PathBuf {
         .env("BOOTGATE_FIRMWARE", fetched_cache().join("firmware"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "image build failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded("image build", &out);
     image
 }
 
@@ -502,11 +498,7 @@ fn rpi4_image_boots_its_script_under_uboot() {
         &["--expect", &format!("E2E-RPI {name} fetched-note")],
     );
     server.keep_log(name);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(name, &out);
     let log = server.log_text();
     assert!(
         log.lines()

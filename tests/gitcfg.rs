@@ -84,12 +84,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .output()
         .expect("running git (install Debian's git package)");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    succeeded(&format!("git {args:?}"), &out)
 }
 
 fn script(version: &str) -> String {
@@ -211,13 +206,7 @@ fn good_commits_go_live_and_bad_ones_are_rejected() {
     }
 
     // A file over the size limit is refused before it is written out.
-    let toml = env.path("bootgate.toml");
-    let text = std::fs::read_to_string(&toml).unwrap();
-    std::fs::write(
-        &toml,
-        text.replace("max_file_mib = 1024", "max_file_mib = 1"),
-    )
-    .unwrap();
+    env.edit_config("max_file_mib = 1024", "max_file_mib = 1");
     git(&remote.work, &["reset", "--quiet", "--hard", &v2]);
     remote.write(
         &format!("files/{fp}/huge.img"),
@@ -368,12 +357,7 @@ fn concurrent_syncs_apply_once() {
     let mut applied = 0;
     for child in children {
         let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = succeeded("config sync", &out);
         applied += usize::from(text.contains("applied"));
     }
     assert_eq!(applied, 1, "exactly one sync applies the commit");

@@ -21,7 +21,7 @@ use bootgate::image::{BuildOptions, BuildReport, ImageError, Platform, Silent};
 use bootgate::manage::init::{CaSource, InitOptions, ServerCertSource};
 use sha2::{Digest, Sha256};
 
-use crate::support::{assert_golden, bootgate_bin, wait_until};
+use crate::support::{assert_golden, assert_succeeded, bootgate_bin, wait_until};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -219,11 +219,7 @@ fn mcopy(image: &Path, offset: u64, path: &str) -> Vec<u8> {
         .arg("-")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "mcopy {path}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&format!("mcopy {path}"), &out);
     out.stdout
 }
 
@@ -692,11 +688,7 @@ fn command_line_builds_and_lists() {
     };
     let first = build(&[]);
     let stdout = String::from_utf8_lossy(&first.stdout);
-    assert!(
-        first.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    assert_succeeded("image build", &first);
     let m = machine();
     for needle in [
         "mode 0600",
@@ -1042,11 +1034,7 @@ snap | cmp -s - "$root/12m.before" && echo "kept intact"
     );
     let out = in_namespace(&script);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded("the namespace script", &out);
     let sections: Vec<&str> = text.split("== ").skip(1).collect();
     assert_eq!(sections.len(), 4, "{text}");
     // 1m: even mke2fs's scratch file does not fit; 5m: the image does not.

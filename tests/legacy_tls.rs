@@ -57,14 +57,7 @@ const WEAK_SUITES: [(u16, &str); 8] = [
 ];
 
 fn enable_legacy(env: &Env) {
-    let path = env.path("bootgate.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains("legacy_tls = false"), "{text}");
-    std::fs::write(
-        &path,
-        text.replace("legacy_tls = false", "legacy_tls = true"),
-    )
-    .unwrap();
+    env.edit_config("legacy_tls = false", "legacy_tls = true");
 }
 
 /// `openssl s_client` sending `GET /boot/ipxe`; returns whether it exited
@@ -146,13 +139,7 @@ fn serves_the_2023_ipxe_suites_only_when_enabled_and_never_weak_ones() {
     enable_legacy(&on);
     let mut fps = Vec::new();
     for env in [&off, &on] {
-        let fp = env.add_machine("gw1");
-        std::fs::write(
-            env.files(&fp).join("boot.ipxe"),
-            "#!ipxe\necho hi $machine_name\n",
-        )
-        .unwrap();
-        fps.push(fp);
+        fps.push(env.add_machine_with_script("gw1", "#!ipxe\necho hi $machine_name\n"));
     }
     let cert = Some(("machines/gw1/client.crt", "machines/gw1/client.key"));
     let off_server = off.serve();
@@ -222,10 +209,7 @@ fn serves_the_2023_ipxe_suites_only_when_enabled_and_never_weak_ones() {
         // gw1's latest session was a modern one.
         "bootgate_legacy_tls_machines 0",
     ] {
-        assert!(
-            metrics.lines().any(|l| l == line),
-            "{line} missing:\n{metrics}"
-        );
+        assert_has_line(&metrics, line);
     }
     let (ok, _) = s_client(
         on.port,
@@ -235,12 +219,7 @@ fn serves_the_2023_ipxe_suites_only_when_enabled_and_never_weak_ones() {
     );
     assert!(ok);
     let (_, metrics) = on_server.admin_get("/metrics");
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l == "bootgate_legacy_tls_machines 1"),
-        "{metrics}"
-    );
+    assert_has_line(&metrics, "bootgate_legacy_tls_machines 1");
     let (_, page) = on_server.admin_get("/");
     assert!(page.contains("1 machines on old TLS suites"), "{page}");
     let (_, page) = off_server.admin_get("/");

@@ -59,22 +59,11 @@ fn own_folder_then_profile_then_assets() {
     let kernel = pattern(300_000, 1);
     let hash = env.add_asset("kernel", &kernel);
     env.add_asset("shared.txt", b"shared by all");
-    write(
-        &env.tmp.path().join("p.ipxe"),
-        "#!ipxe\nkernel /files/kernel role=$role level=$level name=$machine_name\nboot\n",
-    );
-    let script = env.tmp.path().join("p.ipxe");
-    env.ok(&[
-        "profile",
-        "create",
+    env.add_script_profile(
         "gw",
-        "--script",
-        script.to_str().unwrap(),
-        "--var",
-        "role=profile",
-        "--var",
-        "level=p",
-    ]);
+        "#!ipxe\nkernel /files/kernel role=$role level=$level name=$machine_name\nboot\n",
+        &["--var", "role=profile", "--var", "level=p"],
+    );
     write(&env.path("profiles/gw/extra"), "profile file");
     write(&env.path("profiles/gw/secrets"), "token-for-$machine_name");
 
@@ -86,11 +75,7 @@ fn own_folder_then_profile_then_assets() {
     write(&env.files(&fp_b).join("vars.toml"), "role = \"own\"\n");
     write(&env.files(&fp_b).join("kernel"), "own kernel");
     // A classic machine: own boot.ipxe, no profile.
-    let fp_c = env.add_machine("c");
-    write(
-        &env.files(&fp_c).join("boot.ipxe"),
-        "#!ipxe\necho classic\n",
-    );
+    env.add_machine_with_script("c", "#!ipxe\necho classic\n");
 
     let _server = env.serve();
     let client = env.client();
@@ -148,22 +133,8 @@ fn own_folder_then_profile_then_assets() {
 fn each_folder_keeps_its_walls() {
     let env = Env::new();
     env.add_asset("kernel", b"asset kernel");
-    write(&env.tmp.path().join("p.ipxe"), "#!ipxe\n");
-    let script = env.tmp.path().join("p.ipxe");
-    env.ok(&[
-        "profile",
-        "create",
-        "gw",
-        "--script",
-        script.to_str().unwrap(),
-    ]);
-    env.ok(&[
-        "profile",
-        "create",
-        "other",
-        "--script",
-        script.to_str().unwrap(),
-    ]);
+    env.add_script_profile("gw", "#!ipxe\n", &[]);
+    env.add_script_profile("other", "#!ipxe\n", &[]);
     write(&env.path("profiles/other/private"), "other profile only");
     write(&env.path("outside.txt"), "outside");
     let profile = env.path("profiles/gw");
@@ -266,23 +237,13 @@ fn fifty_machines_share_one_kernel() {
     // The content hash is a validator any machine can revalidate with, and
     // ranges work as for any file.
     let id = env.identity("gw-49");
-    let cached = client
-        .request(
-            "GET",
-            "/files/vmlinuz",
-            Some(&id),
-            &[("if-none-match", &etag)],
-        )
-        .unwrap();
+    let cached = client.get_with("/files/vmlinuz", &id, &[("if-none-match", &etag)]);
     assert_eq!(cached.status, 304);
-    let part = client
-        .request(
-            "GET",
-            "/files/vmlinuz",
-            Some(&id),
-            &[("range", "bytes=100-199"), ("if-range", &etag)],
-        )
-        .unwrap();
+    let part = client.get_with(
+        "/files/vmlinuz",
+        &id,
+        &[("range", "bytes=100-199"), ("if-range", &etag)],
+    );
     assert_eq!(part.status, 206);
     assert_eq!(part.body, &kernel[100..200]);
     let head = client
@@ -482,11 +443,7 @@ fn b2c_values_are_quoted_or_refused() {
             "-- tag=$registry other=$nope",
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded("profile create", &out);
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
         "#!ipxe\n\nkernel /files/k initrd=b2c b2c.run=\"--rm -v /cache:/cache img:1\" \
@@ -520,7 +477,7 @@ fn b2c_values_are_quoted_or_refused() {
     );
     assert!(text.contains("-- tag=r.example other=$nope\n"), "{text}");
 
-    let err = env.fails(&[
+    let again = [
         "profile",
         "create",
         "ok",
@@ -531,24 +488,13 @@ fn b2c_values_are_quoted_or_refused() {
         "i",
         "--run",
         "x",
-    ]);
+    ];
+    let err = env.fails(&again);
     assert!(
         err.contains("already exists") && err.contains("--replace"),
         "{err}"
     );
-    env.ok(&[
-        "profile",
-        "create",
-        "ok",
-        "--b2c",
-        "--kernel",
-        "k",
-        "--initramfs",
-        "i",
-        "--run",
-        "x",
-        "--replace",
-    ]);
+    env.ok(&[&again[..], &["--replace"]].concat());
     let vars = std::fs::read_to_string(env.path("profiles/ok/vars.toml")).unwrap();
     assert!(
         vars.contains("registry"),
@@ -559,15 +505,7 @@ fn b2c_values_are_quoted_or_refused() {
 #[test]
 fn machines_move_between_profiles() {
     let env = Env::new();
-    let script = env.tmp.path().join("p.ipxe");
-    write(&script, "#!ipxe\necho profile $machine_name\n");
-    env.ok(&[
-        "profile",
-        "create",
-        "p",
-        "--script",
-        script.to_str().unwrap(),
-    ]);
+    env.add_script_profile("p", "#!ipxe\necho profile $machine_name\n", &[]);
 
     let err = env.fails(&["machine", "add", "x", "--profile", "nope"]);
     assert!(err.contains("no profile named \"nope\""), "{err}");
@@ -585,8 +523,7 @@ fn machines_move_between_profiles() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("placeholder"));
     assert!(!placeholder.exists());
     // One that was edited keeps its script, and is told.
-    let fp2 = env.add_machine("edited");
-    write(&env.files(&fp2).join("boot.ipxe"), "#!ipxe\necho mine\n");
+    env.add_machine_with_script("edited", "#!ipxe\necho mine\n");
     let out = env.run(&["machine", "set-profile", "edited", "p"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("served instead of the profile's"));
 
@@ -633,11 +570,7 @@ fn assets_in_use_are_not_removed() {
         "--run",
         "x",
     ]);
-    let fp = env.add_machine("own");
-    write(
-        &env.files(&fp).join("boot.ipxe"),
-        "#!ipxe\nchain ${server_url}/files/spare\n",
-    );
+    env.add_machine_with_script("own", "#!ipxe\nchain ${server_url}/files/spare\n");
 
     let err = env.fails(&["asset", "rm", "kernel"]);
     assert!(
@@ -836,11 +769,7 @@ fn auto_cache_is_warned_about_where_it_can_wipe_a_card() {
         ];
         args.extend_from_slice(extra);
         let out = env.run(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_succeeded("image build", &out);
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     let warned = build("gw-1", &[]);

@@ -256,18 +256,14 @@ fn a_store_down_or_hanging_still_gets_the_script_served() {
     let mut garage = Garage::start(&env.tmp.path().join("garage"));
     // Generous while the store is up: the test machine is shared and slow.
     add_scratch_config(&env, &garage.scratch_section("timeout_ms = 30000\n"));
-    let fp = env.add_machine("gw-01");
-    std::fs::write(
-        env.files(&fp).join("boot.ipxe"),
+    let fp = env.add_machine_with_script(
+        "gw-01",
         "#!ipxe\necho bucket=$s3_bucket_name key=$s3_access_key_id\n",
-    )
-    .unwrap();
-    let fp2 = env.add_machine("gw-02");
-    std::fs::write(
-        env.files(&fp2).join("boot.ipxe"),
+    );
+    env.add_machine_with_script(
+        "gw-02",
         "#!ipxe\nkernel /files/k b2c.minio=\"s,$s3_endpoint,$s3_access_key_id,$s3_access_key\"\n",
-    )
-    .unwrap();
+    );
     let server = env.serve();
     let client = env.client();
 
@@ -397,12 +393,7 @@ fn boot2container_reads_the_rendered_secrets() {
         .env("WORK", &work)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded("the init.sh harness", &out);
     assert!(!stdout.contains("B2C_WARNING"), "{stdout}");
     assert!(!stdout.contains("SETUP_FAILED"), "{stdout}");
     assert!(

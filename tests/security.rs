@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::support::{Env, Session, write};
+use crate::support::{Env, Session, assert_succeeded, succeeded, write};
 
 /// Requests made by each race test, and the time they may take at most. The
 /// check-then-open this replaced leaked the CA key after a few thousand
@@ -165,15 +165,7 @@ fn scripts_variables_and_secrets_never_come_from_outside_while_links_change() {
     symlink("../../leak.toml", folder.join("vars-evil")).unwrap();
     symlink("../../ca/ca.key", folder.join("secrets-evil")).unwrap();
 
-    let script = env.tmp.path().join("p.ipxe");
-    write(&script, "#!ipxe\necho profile inside\n");
-    env.ok(&[
-        "profile",
-        "create",
-        "rack",
-        "--script",
-        script.to_str().unwrap(),
-    ]);
+    env.add_script_profile("rack", "#!ipxe\necho profile inside\n", &[]);
     env.ok(&["machine", "add", "gw2", "--profile", "rack"]);
     let profile = env.path("profiles/rack");
     symlink("../../ca/ca.key", profile.join("script-evil")).unwrap();
@@ -302,12 +294,7 @@ fn with_umask(env: &Env, mask: u32, args: &[&str]) -> String {
         });
     }
     let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "bootgate {args:?} under umask {mask:03o}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    succeeded(&format!("bootgate {args:?} under umask {mask:03o}"), &out)
 }
 
 /// The mode bootgate gives each kind of entry, whatever the umask.
@@ -512,11 +499,7 @@ fn adopt_refuses_certificates_the_server_would_refuse() {
     let out = adopt(&server_only, &["--force", "--name", "forced"]);
     assert!(!out.status.success());
     let out = adopt(&early, &["--force", "--name", "early"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded("machine adopt --force", &out);
 
     // Without an extended key usage extension at all: accepted, as TLS does.
     let any_use = issue(&env, |p| p.extended_key_usages.clear());

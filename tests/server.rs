@@ -66,15 +66,7 @@ fn settled(path: &std::path::Path) {
 #[test]
 fn a_kept_render_follows_each_of_its_inputs() {
     let env = Env::new();
-    let profile_script = env.tmp.path().join("p.ipxe");
-    write(&profile_script, "#!ipxe\necho profile\n");
-    env.ok(&[
-        "profile",
-        "create",
-        "p",
-        "--script",
-        profile_script.to_str().unwrap(),
-    ]);
+    env.add_script_profile("p", "#!ipxe\necho profile\n", &[]);
     let profile_vars = env.path("profiles/p/vars.toml");
     write(&profile_vars, "role = \"from-profile\"\nsite = \"lab\"\n");
     let fp = env.add_machine("gw1");
@@ -378,76 +370,36 @@ fn ranges_head_and_validators() {
     assert!(head.body.is_empty());
     assert_eq!(head.header("etag"), Some(etag.as_str()));
 
-    let part = client
-        .request(
-            "GET",
-            "/files/initrd",
-            Some(&id),
-            &[("range", "bytes=1000-1999")],
-        )
-        .unwrap();
+    let part = client.get_with("/files/initrd", &id, &[("range", "bytes=1000-1999")]);
     assert_eq!(part.status, 206);
     assert_eq!(part.header("content-range"), Some("bytes 1000-1999/100000"));
     assert_eq!(part.body, &data[1000..2000]);
 
-    let tail = client
-        .request("GET", "/files/initrd", Some(&id), &[("range", "bytes=-10")])
-        .unwrap();
+    let tail = client.get_with("/files/initrd", &id, &[("range", "bytes=-10")]);
     assert_eq!(tail.status, 206);
     assert_eq!(tail.body, &data[99_990..]);
 
-    let beyond = client
-        .request(
-            "GET",
-            "/files/initrd",
-            Some(&id),
-            &[("range", "bytes=200000-")],
-        )
-        .unwrap();
+    let beyond = client.get_with("/files/initrd", &id, &[("range", "bytes=200000-")]);
     assert_eq!(beyond.status, 416);
     assert_eq!(beyond.header("content-range"), Some("bytes */100000"));
 
-    let stale_if_range = client
-        .request(
-            "GET",
-            "/files/initrd",
-            Some(&id),
-            &[("range", "bytes=0-9"), ("if-range", "\"old\"")],
-        )
-        .unwrap();
+    let stale_if_range = client.get_with(
+        "/files/initrd",
+        &id,
+        &[("range", "bytes=0-9"), ("if-range", "\"old\"")],
+    );
     assert_eq!(stale_if_range.status, 200);
     assert_eq!(stale_if_range.body.len(), 100_000);
 
-    let cached = client
-        .request(
-            "GET",
-            "/files/initrd",
-            Some(&id),
-            &[("if-none-match", &etag)],
-        )
-        .unwrap();
+    let cached = client.get_with("/files/initrd", &id, &[("if-none-match", &etag)]);
     assert_eq!(cached.status, 304);
-    let cached = client
-        .request(
-            "GET",
-            "/files/initrd",
-            Some(&id),
-            &[("if-modified-since", &modified)],
-        )
-        .unwrap();
+    let cached = client.get_with("/files/initrd", &id, &[("if-modified-since", &modified)]);
     assert_eq!(cached.status, 304);
 
     // An edit is seen by the next request, with a new validator.
     std::thread::sleep(Duration::from_millis(20));
     std::fs::write(env.files(&fp).join("initrd"), b"new").unwrap();
-    let fresh = client
-        .request(
-            "GET",
-            "/files/initrd",
-            Some(&id),
-            &[("if-none-match", &etag)],
-        )
-        .unwrap();
+    let fresh = client.get_with("/files/initrd", &id, &[("if-none-match", &etag)]);
     assert_eq!(fresh.status, 200);
     assert_eq!(fresh.body, b"new");
 }
@@ -491,22 +443,15 @@ fn streams_a_200_mib_file_with_flat_memory() {
 #[test]
 fn secrets_work_once_and_expire() {
     let env = Env::new();
-    let fp = env.add_machine("gw1");
-    write(
-        &env.files(&fp).join("boot.ipxe"),
+    let fp = env.add_machine_with_script(
+        "gw1",
         "#!ipxe\nkernel /files/k b2c.extra_args_url=$secrets_url\n",
     );
     write(
         &env.files(&fp).join("secrets"),
         "b2c.minio=\"s3,key-of-$machine_name\"\n",
     );
-    let config = env.path("bootgate.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace("secrets_ttl_secs = 60", "secrets_ttl_secs = 2"),
-    )
-    .unwrap();
+    env.edit_config("secrets_ttl_secs = 60", "secrets_ttl_secs = 2");
     let _server = env.serve();
     let client = env.client();
     let id = env.identity("gw1");
@@ -604,11 +549,7 @@ fn bad_requests_are_answered_and_the_server_keeps_serving() {
 #[test]
 fn curl_fetches_the_script_as_the_readme_shows() {
     let env = Env::new();
-    let fp = env.add_machine("gw1");
-    write(
-        &env.files(&fp).join("boot.ipxe"),
-        "#!ipxe\necho hello $machine_name\n",
-    );
+    env.add_machine_with_script("gw1", "#!ipxe\necho hello $machine_name\n");
     let _server = env.serve();
     let out = sh(
         &format!(

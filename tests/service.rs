@@ -29,9 +29,8 @@ fn signal(pid: u32, signal: libc::c_int) {
 #[test]
 fn notifies_readiness_and_reloads_on_hangup_while_a_download_streams() {
     let env = Env::new();
-    let fp = env.add_machine("gw1");
-    write(
-        &env.files(&fp).join("boot.ipxe"),
+    let fp = env.add_machine_with_script(
+        "gw1",
         "#!ipxe\nkernel /files/k b2c.extra_args_url=$secrets_url\n",
     );
     write(&env.files(&fp).join("secrets"), "b2c.minio=\"s3,key\"\n");
@@ -110,14 +109,7 @@ fn notifies_readiness_and_reloads_on_hangup_while_a_download_streams() {
     });
 
     // Shorten the secrets' TTL and reload.
-    let config = env.path("bootgate.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    assert!(text.contains("secrets_ttl_secs = 60"), "{text}");
-    std::fs::write(
-        &config,
-        text.replace("secrets_ttl_secs = 60", "secrets_ttl_secs = 1"),
-    )
-    .unwrap();
+    env.edit_config("secrets_ttl_secs = 60", "secrets_ttl_secs = 1");
     signal(server.id(), libc::SIGHUP);
     let reloading = next_message(&notify, "RELOADING=1");
     assert!(
@@ -152,7 +144,7 @@ fn notifies_readiness_and_reloads_on_hangup_while_a_download_streams() {
     assert_eq!(read_to_string(tail), "END!");
 
     // A broken file is refused; the server keeps its settings and serves on.
-    std::fs::write(&config, "secrets_ttl_secs = \"soon\"\n").unwrap();
+    write(&env.path("bootgate.toml"), "secrets_ttl_secs = \"soon\"\n");
     signal(server.id(), libc::SIGHUP);
     next_message(&notify, "RELOADING=1");
     next_message(&notify, "READY=1 after a failed reload");

@@ -179,11 +179,7 @@ fn a_2023_gateway_boots_from_bootgate_unchanged() {
         .wait_with_output()
         .unwrap();
     server.keep_log("takeover-2023");
-    assert!(
-        out.status.success(),
-        "the 2023 gateway did not boot: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded("the 2023 gateway's boot", &out);
     let served: Vec<_> = events(&env)
         .into_iter()
         .filter(|e| e["machine"] == "gateway" && e["status"] == 200)
@@ -201,12 +197,7 @@ fn a_2023_gateway_boots_from_bootgate_unchanged() {
         );
     }
     let (_, metrics) = server.admin_get("/metrics");
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l == "bootgate_legacy_tls_machines 1"),
-        "{metrics}"
-    );
+    assert_has_line(&metrics, "bootgate_legacy_tls_machines 1");
 }
 
 /// Starts the gateway and waits until the history shows `refused`; the

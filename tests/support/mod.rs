@@ -90,13 +90,7 @@ impl Env {
 
     /// Runs a command that must succeed; returns its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "bootgate {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        succeeded(&format!("bootgate {args:?}"), &self.run(args))
     }
 
     /// Runs a command that must fail; returns its stderr.
@@ -114,6 +108,13 @@ impl Env {
         self.ok(&["machine", "add", name]).trim().to_string()
     }
 
+    /// Enrolls a machine that boots `script`; returns its fingerprint.
+    pub fn add_machine_with_script(&self, name: &str, script: &str) -> String {
+        let fingerprint = self.add_machine(name);
+        write(&self.files(&fingerprint).join("boot.ipxe"), script);
+        fingerprint
+    }
+
     /// Stores `data` as the shared asset `name`; returns its SHA-256.
     pub fn add_asset(&self, name: &str, data: &[u8]) -> String {
         let file = self.tmp.path().join(format!("asset-src-{name}"));
@@ -122,8 +123,36 @@ impl Env {
         out.trim().to_string()
     }
 
+    /// Creates the profile `name` from an iPXE script reading `script`, with
+    /// `extra` options for `profile create`.
+    pub fn add_script_profile(&self, name: &str, script: &str, extra: &[&str]) {
+        let file = self.tmp.path().join(format!("{name}.ipxe"));
+        write(&file, script);
+        let mut args = vec![
+            "profile",
+            "create",
+            name,
+            "--script",
+            file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args);
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.data.join(rel)
+    }
+
+    /// Replaces the setting line `from` of `bootgate.toml`, which must be
+    /// there as `init` wrote it, with `to`.
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let path = self.path("bootgate.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(from),
+            "{from:?} not in bootgate.toml:\n{text}"
+        );
+        std::fs::write(&path, text.replace(from, to)).unwrap();
     }
 
     pub fn files(&self, fingerprint: &str) -> PathBuf {
@@ -340,6 +369,11 @@ impl Client {
         self.request("GET", path, identity, &[])
     }
 
+    /// A GET as `identity` with extra request headers.
+    pub fn get_with(&self, path: &str, identity: &Identity, headers: &[(&str, &str)]) -> Response {
+        self.request("GET", path, Some(identity), headers).unwrap()
+    }
+
     pub fn request(
         &self,
         method: &str,
@@ -365,48 +399,68 @@ impl Client {
         let config = Arc::new(self.tls_config(identity));
         let addr = self.addr;
         self.runtime.block_on(async move {
-            let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-            let connector = tokio_rustls::TlsConnector::from(config);
-            let tls = connector
-                .connect(ServerName::try_from("localhost").unwrap(), tcp)
-                .await
-                .map_err(|e| format!("tls: {e}"))?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                    .await
-                    .map_err(|e| format!("http: {e}"))?;
-            tokio::spawn(conn);
-            let mut builder = http::Request::builder()
-                .method(method)
-                .uri(path)
-                .header("host", "localhost");
-            for (name, value) in headers {
-                builder = builder.header(*name, *value);
-            }
-            let request = builder
-                .body(http_body_util::Empty::<bytes::Bytes>::new())
-                .unwrap();
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| format!("http: {e}"))?;
-            let status = response.status().as_u16();
-            let headers = response.headers().clone();
-            let mut body = Vec::new();
-            let mut incoming = response.into_body();
-            while let Some(frame) = incoming.frame().await {
-                let frame = frame.map_err(|e| format!("body: {e}"))?;
-                if let Some(data) = frame.data_ref() {
-                    sink(&mut body, data);
-                }
-            }
-            Ok(Response {
-                status,
-                headers,
-                body,
-            })
+            let mut sender = connect(addr, config).await?;
+            exchange(&mut sender, method, path, headers, &mut sink).await
         })
     }
+}
+
+/// The sending half of one HTTP/1.1 connection.
+type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>;
+
+/// Opens a TLS connection to the server at `addr` (named `localhost`) and
+/// starts HTTP/1.1 on it.
+async fn connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Result<Sender, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .map_err(|e| format!("tls: {e}"))?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .map_err(|e| format!("http: {e}"))?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// Sends one request on `sender` and hands each body chunk to `sink` (the
+/// returned response's body is whatever `sink` kept).
+async fn exchange(
+    sender: &mut Sender,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    sink: &mut impl FnMut(&mut Vec<u8>, &[u8]),
+) -> Result<Response, String> {
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("http: {e}"))?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let mut body = Vec::new();
+    let mut incoming = response.into_body();
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(|e| format!("body: {e}"))?;
+        if let Some(data) = frame.data_ref() {
+            sink(&mut body, data);
+        }
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// One kept-alive connection for many requests in a row (a new TLS
@@ -415,7 +469,7 @@ pub struct Session {
     addr: SocketAddr,
     config: Arc<rustls::ClientConfig>,
     runtime: tokio::runtime::Runtime,
-    sender: Option<hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>>,
+    sender: Option<Sender>,
 }
 
 impl Session {
@@ -449,43 +503,14 @@ impl Session {
         let sender = &mut self.sender;
         self.runtime.block_on(async move {
             if sender.as_ref().is_none_or(|s| s.is_closed()) {
-                let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-                let tls = tokio_rustls::TlsConnector::from(config)
-                    .connect(ServerName::try_from("localhost").unwrap(), tcp)
-                    .await
-                    .map_err(|e| format!("tls: {e}"))?;
-                let (new, conn) =
-                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                        .await
-                        .map_err(|e| format!("http: {e}"))?;
-                tokio::spawn(conn);
-                *sender = Some(new);
+                *sender = Some(connect(addr, config).await?);
             }
             let sender = sender.as_mut().unwrap();
             sender.ready().await.map_err(|e| format!("http: {e}"))?;
-            let request = http::Request::builder()
-                .uri(path)
-                .header("host", "localhost")
-                .body(http_body_util::Empty::<bytes::Bytes>::new())
-                .unwrap();
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| format!("http: {e}"))?;
-            let status = response.status().as_u16();
-            let headers = response.headers().clone();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| format!("body: {e}"))?
-                .to_bytes()
-                .to_vec();
-            Ok(Response {
-                status,
-                headers,
-                body,
+            exchange(sender, "GET", path, &[], &mut |body, chunk| {
+                body.extend_from_slice(chunk)
             })
+            .await
         })
     }
 }
@@ -582,6 +607,29 @@ pub fn in_own_process(name: &str) -> bool {
     std::env::var(OWN_PROCESS).is_ok_and(|v| v == name)
 }
 
+/// Asserts that a finished command succeeded; otherwise fails naming it
+/// `what` and showing its output.
+pub fn assert_succeeded(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The stdout of a finished command that must have succeeded.
+pub fn succeeded(what: &str, out: &Output) -> String {
+    assert_succeeded(what, out);
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// Asserts that `text` (a `/metrics` answer, say) has a line reading
+/// exactly `line`.
+pub fn assert_has_line(text: &str, line: &str) {
+    assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+}
+
 /// Runs a shell command line, asserting success; returns stdout.
 pub fn sh(cmd: &str, dir: &Path) -> String {
     let out = Command::new("sh")
@@ -590,12 +638,7 @@ pub fn sh(cmd: &str, dir: &Path) -> String {
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "`{cmd}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    succeeded(&format!("`{cmd}`"), &out)
 }
 
 pub fn read_to_string(mut r: impl Read) -> String {
