@@ -542,20 +542,20 @@ fn syncs_from_a_git_daemon() {
     remote.commit("over the git protocol");
     let port = free_port().to_string();
     let base = env.tmp.path().to_str().unwrap().to_string();
+    // `git daemon` would run `git-daemon` as a child of its own, which
+    // killing `git` leaves behind: start the daemon itself.
+    let exec_path = Command::new("git").arg("--exec-path").output().unwrap();
+    let exec_path = String::from_utf8(exec_path.stdout).unwrap();
     let _daemon = Daemon(
-        Command::new("git")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--listen=127.0.0.1",
-                "--export-all",
-            ])
+        Command::new(Path::new(exec_path.trim()).join("git-daemon"))
+            .args(["--reuseaddr", "--listen=127.0.0.1", "--export-all"])
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={base}"))
             .arg(&base)
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("running git daemon (Debian's git package)"),
+            .expect("running git-daemon (Debian's git package)"),
     );
     wait_until("git daemon listening", Duration::from_secs(30), || {
         std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok()
