@@ -20,6 +20,7 @@
 //! meta              "last_id" -> u64
 //! ```
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -324,18 +325,31 @@ fn trim(txn: &WriteTransaction, retention: Retention, now: Timestamp) -> Result<
         let Some((_, json)) = events.pop_first()? else {
             break;
         };
-        let event: Event = serde_json::from_str(json.value())?;
+        let event: IndexedBy = serde_json::from_str(json.value())?;
+        let event = (event.id, event.machine.map(Cow::into_owned), event.boot);
         drop(json);
-        if let Some(machine) = &event.machine {
-            by_machine.remove((machine.as_str(), event.id))?;
-            if event.boot == Some(event.id) {
-                boots.remove(event.id)?;
-                boots_by_machine.remove((machine.as_str(), event.id))?;
+        let (id, machine, boot) = event;
+        if let Some(machine) = &machine {
+            by_machine.remove((machine.as_str(), id))?;
+            if boot == Some(id) {
+                boots.remove(id)?;
+                boots_by_machine.remove((machine.as_str(), id))?;
             }
         }
         removed += 1;
     }
     Ok(removed)
+}
+
+/// What trimming needs of a stored event: the index entries it has. Read
+/// instead of the whole [`Event`], which would cost a string per field.
+#[derive(serde::Deserialize)]
+struct IndexedBy<'a> {
+    id: u64,
+    #[serde(default, borrow)]
+    machine: Option<Cow<'a, str>>,
+    #[serde(default)]
+    boot: Option<u64>,
 }
 
 fn get_json<T: serde::de::DeserializeOwned>(
