@@ -76,7 +76,7 @@ fn a_kept_render_follows_each_of_its_inputs() {
         &script,
         "#!ipxe\necho one $machine_name $role $site mac=$mac\n",
     );
-    let _server = env.serve();
+    let server = env.serve();
     let id = env.identity("gw1");
     let client = env.client();
     let get = |query: &str| {
@@ -86,17 +86,30 @@ fn a_kept_render_follows_each_of_its_inputs() {
         assert_eq!(response.status, 200, "{}", response.text());
         response.text()
     };
-    // Asked twice with the inputs settled: the second answer is the kept one.
-    let twice = |query: &str, expected: &str| {
-        assert_eq!(get(query), expected);
-        assert_eq!(get(query), expected);
+    let settled_serves = || {
+        let (_, metrics) = server.admin_get("/metrics");
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("bootgate_boot_scripts_total{made=\"settled\"}"))
+            .unwrap_or_else(|| panic!("no settled count in:\n{metrics}"));
+        line.rsplit(' ').next().unwrap().parse::<u64>().unwrap()
+    };
+    // Asked until the kept render is settled (rendered, kept and watched,
+    // kept and covered, settled): the last answers come without a look at
+    // the files, so every change below is made to a settled render.
+    let until_settled = |query: &str, expected: &str| {
+        let before = settled_serves();
+        for _ in 0..5 {
+            assert_eq!(get(query), expected);
+        }
+        assert!(settled_serves() > before, "the render never settled");
     };
 
     settled(&script);
-    twice("?mac=1", "#!ipxe\necho one gw1 $role $site mac=1\n");
+    until_settled("?mac=1", "#!ipxe\necho one gw1 $role $site mac=1\n");
     // The query.
-    twice("?mac=2", "#!ipxe\necho one gw1 $role $site mac=2\n");
-    twice("", "#!ipxe\necho one gw1 $role $site mac=$mac\n");
+    until_settled("?mac=2", "#!ipxe\necho one gw1 $role $site mac=2\n");
+    until_settled("", "#!ipxe\necho one gw1 $role $site mac=$mac\n");
     // The script.
     write(
         &script,
@@ -104,25 +117,48 @@ fn a_kept_render_follows_each_of_its_inputs() {
     );
     assert_eq!(get("?mac=1"), "#!ipxe\necho two gw1 $role $site mac=1\n");
     settled(&script);
-    twice("?mac=1", "#!ipxe\necho two gw1 $role $site mac=1\n");
+    until_settled("?mac=1", "#!ipxe\necho two gw1 $role $site mac=1\n");
     // The machine's vars.toml, added, then edited.
     write(&own_vars, "role = \"own\"\n");
     assert_eq!(get("?mac=1"), "#!ipxe\necho two gw1 own $site mac=1\n");
     settled(&own_vars);
-    twice("?mac=1", "#!ipxe\necho two gw1 own $site mac=1\n");
+    until_settled("?mac=1", "#!ipxe\necho two gw1 own $site mac=1\n");
     write(&own_vars, "role = \"new\"\n");
     assert_eq!(get("?mac=1"), "#!ipxe\necho two gw1 new $site mac=1\n");
     settled(&own_vars);
-    twice("?mac=1", "#!ipxe\necho two gw1 new $site mac=1\n");
+    until_settled("?mac=1", "#!ipxe\necho two gw1 new $site mac=1\n");
     // The registry: a profile whose variables apply under the machine's own.
     settled(&profile_vars);
     env.ok(&["machine", "set-profile", "gw1", "p"]);
-    twice("?mac=1", "#!ipxe\necho two gw1 new lab mac=1\n");
+    assert_eq!(get("?mac=1"), "#!ipxe\necho two gw1 new lab mac=1\n");
+    settled(&env.path("registry.json"));
+    until_settled("?mac=1", "#!ipxe\necho two gw1 new lab mac=1\n");
     // The profile's vars.toml.
     write(&profile_vars, "site = \"annex\"\n");
     assert_eq!(get("?mac=1"), "#!ipxe\necho two gw1 new annex mac=1\n");
     settled(&profile_vars);
-    twice("?mac=1", "#!ipxe\necho two gw1 new annex mac=1\n");
+    until_settled("?mac=1", "#!ipxe\necho two gw1 new annex mac=1\n");
+    // Rewritten in place within the same second, size and mtime put back.
+    let mtime = std::fs::metadata(&script).unwrap().modified().unwrap();
+    let same_size = "#!ipxe\necho six $machine_name $role $site mac=$mac\n";
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::File::options().write(true).open(&script).unwrap();
+        file.write_all(same_size.as_bytes()).unwrap();
+        file.set_modified(mtime).unwrap();
+    }
+    assert_eq!(get("?mac=1"), "#!ipxe\necho six gw1 new annex mac=1\n");
+    settled(&script);
+    until_settled("?mac=1", "#!ipxe\necho six gw1 new annex mac=1\n");
+    // Replaced by a rename, then removed: the profile's script takes over.
+    let copy = script.with_extension("new");
+    write(&copy, "#!ipxe\necho ten $machine_name\n");
+    std::fs::rename(&copy, &script).unwrap();
+    assert_eq!(get("?mac=1"), "#!ipxe\necho ten gw1\n");
+    settled(&script);
+    until_settled("?mac=1", "#!ipxe\necho ten gw1\n");
+    std::fs::remove_file(&script).unwrap();
+    until_settled("?mac=1", "#!ipxe\necho profile\n");
     // The registry again: a revoked machine gets nothing, kept or not.
     env.ok(&["machine", "revoke", "gw1"]);
     let revoked = client.get("/boot/ipxe?mac=1", Some(&id)).unwrap();

@@ -7,6 +7,7 @@
 
 pub mod beneath;
 pub mod stamp;
+pub mod watch;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;

@@ -3,10 +3,13 @@
 //! the machine index). An index that fails to parse is logged and the last
 //! good one stays.
 
+use std::sync::Arc;
+
 use super::file_backed::FileBacked;
 use crate::datadir::DataDir;
 use crate::datadir::assets::{AssetIndex, Digest};
 use crate::datadir::statefile::StateFile;
+use crate::fsutil::watch::ChangeWatch;
 
 pub struct AssetCache(FileBacked<AssetIndex>);
 
@@ -19,6 +22,11 @@ impl AssetCache {
             |index| format!("{} assets", index.len()),
         )?;
         Ok(Self(index))
+    }
+
+    /// Lets `watch` tell when the index may have changed.
+    pub fn watched_by(self, watch: Option<&Arc<ChangeWatch>>, dir: &DataDir) -> Self {
+        Self(self.0.watched_by(watch, dir.root()))
     }
 
     /// The content an asset name points at, as of now.

@@ -10,10 +10,15 @@
 //! swapped in with one pointer store: a request sees one version whole. A file
 //! that cannot be loaded is logged, the last good value stays in force, and
 //! the next use tries again.
+//!
+//! [Watched](FileBacked::watched_by), a use costs not even the `stat` while
+//! the server's [`ChangeWatch`] reports no change since the last trusted
+//! check of the file, made with the file and its folders already watched.
 
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -21,6 +26,7 @@ use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 
 use crate::fsutil::stamp::{FileStamp, TRUST_AFTER};
+use crate::fsutil::watch::{self, ChangeWatch, Seen};
 
 /// Turns the file's bytes (`None`: there is no file) into the value.
 type Loader<T> = Box<dyn Fn(Option<&[u8]>) -> Result<T> + Send + Sync>;
@@ -35,6 +41,12 @@ pub struct FileBacked<T> {
     trust_after: Duration,
     current: ArcSwap<T>,
     loaded_from: Mutex<Version>,
+    /// The watch and the paths it must cover: the folders from the data
+    /// directory down, and the file.
+    watch: Option<(Arc<ChangeWatch>, Vec<PathBuf>)>,
+    /// The generation of changes in which a trusted check found the file
+    /// covered by the watch (0: none yet).
+    valid_in: AtomicU64,
 }
 
 /// The version of the file the current value was loaded from.
@@ -73,14 +85,53 @@ impl<T> FileBacked<T> {
             trust_after,
             current: ArcSwap::from_pointee(value),
             loaded_from: Mutex::new(version),
+            watch: None,
+            valid_in: AtomicU64::new(0),
         })
+    }
+
+    /// Lets `watch` (if any) tell when the file may have changed; `root` is
+    /// the folder the file lies beneath (the data directory).
+    pub fn watched_by(mut self, watch: Option<&Arc<ChangeWatch>>, root: &Path) -> Self {
+        self.watch = watch.map(|watch| (watch.clone(), watch::chain(root, &self.path)));
+        self
     }
 
     /// The value as of now: loaded again first if the file changed.
     pub fn current(&self) -> Arc<T> {
+        match &self.watch {
+            Some((watch, _)) => self.current_as_of(watch.observe()),
+            None => self.checked(),
+        }
+    }
+
+    /// The value as of `seen` (taken by the caller from the same watch): as
+    /// it is when no change was reported since a trusted, covered check;
+    /// checked (and loaded again if the file changed) otherwise.
+    pub fn current_as_of(&self, seen: Seen) -> Arc<T> {
+        let Some((watch, chain)) = &self.watch else {
+            return self.checked();
+        };
+        if self.valid_in.load(Ordering::Acquire) == seen.generation {
+            return self.current.load_full();
+        }
+        let value = self.checked();
+        let trusted = self.lock_loaded_from().trusted;
+        if trusted && watch.covered(seen, std::slice::from_ref(chain)) {
+            self.valid_in.store(seen.generation, Ordering::Release);
+        }
+        value
+    }
+
+    fn lock_loaded_from(&self) -> std::sync::MutexGuard<'_, Version> {
+        self.loaded_from.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The value after a look at the file's stamp.
+    fn checked(&self) -> Arc<T> {
         let stamp = FileStamp::of_path(&self.path);
         // One reload at a time; the others wait for it rather than read too.
-        let mut loaded_from = self.loaded_from.lock().unwrap_or_else(|e| e.into_inner());
+        let mut loaded_from = self.lock_loaded_from();
         if loaded_from.stamp != stamp || !loaded_from.trusted {
             match read(&self.path, &self.load, self.trust_after) {
                 Ok((version, value)) => {
@@ -200,6 +251,32 @@ mod tests {
             rewrite_in_place(&path, text, mtime);
             assert_eq!(*file.current(), text);
         }
+    }
+
+    #[test]
+    fn a_watched_file_is_taken_as_is_until_a_change_is_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("registry.json");
+        std::fs::write(&path, "one").unwrap();
+        let watch = Arc::new(ChangeWatch::new().unwrap());
+        let file =
+            text_of(&path, Arc::default(), Duration::ZERO).watched_by(Some(&watch), tmp.path());
+        // Checked and watched, then checked and covered: settled.
+        assert_eq!(*file.current(), "one");
+        assert_eq!(*file.current(), "one");
+        let seen = watch.observe();
+        assert_eq!(file.valid_in.load(Ordering::SeqCst), seen.generation);
+        let kept = file.current_as_of(seen);
+        assert!(Arc::ptr_eq(&kept, &file.current()));
+
+        // Same size, same mtime, in place: the watch reports it.
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        rewrite_in_place(&path, "two", mtime);
+        assert_eq!(*file.current(), "two");
+        rename_over(&path, "six", mtime);
+        assert_eq!(*file.current(), "six");
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(*file.current(), "(none)");
     }
 
     #[test]

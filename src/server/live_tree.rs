@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::file_backed::FileBacked;
 use crate::datadir::DataDir;
+use crate::fsutil::watch::{ChangeWatch, Seen};
 use crate::gitcfg::live::{Live, served_root};
 
 /// A data directory rooted at the served tree: only its `files/` and
@@ -33,9 +34,19 @@ impl LiveTree {
         Ok(Self(tree))
     }
 
+    /// Lets `watch` tell when `live.json` may have changed.
+    pub fn watched_by(self, watch: Option<&Arc<ChangeWatch>>, dir: &DataDir) -> Self {
+        Self(self.0.watched_by(watch, dir.root()))
+    }
+
     /// The tree as of now: switched first if `live.json` changed.
     pub fn current(&self) -> Arc<DataDir> {
         self.0.current()
+    }
+
+    /// The tree as of `seen` ([`FileBacked::current_as_of`]).
+    pub fn current_as_of(&self, seen: Seen) -> Arc<DataDir> {
+        self.0.current_as_of(seen)
     }
 }
 

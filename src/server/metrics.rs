@@ -285,6 +285,21 @@ fn render_inventory(out: &mut Exposition, machines: (usize, usize), legacy_machi
     );
 }
 
+/// Boot scripts served, by how they were made
+/// ([`super::render_cache::Made`]).
+pub fn render_scripts(served: &[(super::render_cache::Made, u64)]) -> String {
+    let mut out = Exposition::default();
+    out.family(
+        "bootgate_boot_scripts_total",
+        "counter",
+        "Boot scripts served: rendered for the request, kept after a look at the files they are made from, or settled (kept, no file changed since).",
+    );
+    for (made, n) in served {
+        out.sample("bootgate_boot_scripts_total", &[("made", made.label())], n);
+    }
+    out.text
+}
+
 /// The boot history's writer and store.
 fn render_history(out: &mut Exposition, recorder: &RecorderStats, store: Usage) {
     for (name, kind, help, value) in [

@@ -15,8 +15,17 @@
 //!
 //! Renders that differ per request by design are never kept: a script that
 //! mints a one-time `$secrets_url`, or one given scratch-space credentials.
+//!
+//! Telling that the inputs are the same still means looking at each file. An
+//! entry found the same again while the server's
+//! [`ChangeWatch`](crate::fsutil::watch::ChangeWatch) covers every file and
+//! folder it was made from is *settled* in that generation of changes: until
+//! the watch reports any change, the next request of the same machine (the
+//! same registry entry) with the same query string gets it without a look at
+//! the files.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -56,15 +65,70 @@ impl Inputs {
 /// Rendered scripts by machine fingerprint.
 #[derive(Default)]
 pub struct RenderCache {
-    entries: Mutex<HashMap<Fingerprint, (Inputs, Bytes)>>,
+    entries: Mutex<HashMap<Fingerprint, Entry>>,
+    /// Scripts served, by how they were made ([`Made`] as index).
+    served: [AtomicU64; 3],
+}
+
+/// How a served script was made, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Made {
+    /// Rendered for this request.
+    Rendered,
+    /// Kept, after a look at every file it was made from.
+    Kept,
+    /// Kept and settled: served without a look at the files.
+    Settled,
+}
+
+impl Made {
+    pub const ALL: [Made; 3] = [Made::Rendered, Made::Kept, Made::Settled];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Made::Rendered => "rendered",
+            Made::Kept => "kept",
+            Made::Settled => "settled",
+        }
+    }
+}
+
+struct Entry {
+    inputs: Inputs,
+    body: Bytes,
+    /// The generation of changes it is settled in (0: not settled).
+    settled_in: u64,
 }
 
 impl RenderCache {
     /// The script rendered from exactly `inputs`, if it is kept.
     pub fn get(&self, inputs: &Inputs) -> Option<Bytes> {
         let entries = self.lock();
-        let (kept, body) = entries.get(&inputs.machine.fingerprint)?;
-        kept.same_as(inputs).then(|| body.clone())
+        let entry = entries.get(&inputs.machine.fingerprint)?;
+        entry.inputs.same_as(inputs).then(|| entry.body.clone())
+    }
+
+    /// Marks the entry of exactly `inputs` settled in `generation`: the
+    /// caller found every input unchanged after `generation` began, with all
+    /// of them watched since before.
+    pub fn settle(&self, inputs: &Inputs, generation: u64) {
+        let mut entries = self.lock();
+        if let Some(entry) = entries.get_mut(&inputs.machine.fingerprint)
+            && entry.inputs.same_as(inputs)
+        {
+            entry.settled_in = generation;
+        }
+    }
+
+    /// The script kept for `machine` and `query` if it is settled in
+    /// `generation`: nothing changed since it was last found the same.
+    pub fn settled(&self, machine: &Arc<Machine>, query: &str, generation: u64) -> Option<Bytes> {
+        let entries = self.lock();
+        let entry = entries.get(&machine.fingerprint)?;
+        (entry.settled_in == generation
+            && Arc::ptr_eq(&entry.inputs.machine, machine)
+            && entry.inputs.query == query)
+            .then(|| entry.body.clone())
     }
 
     /// Keeps `body` as the render of `inputs`, replacing the machine's
@@ -74,10 +138,25 @@ impl RenderCache {
         if entries.len() >= MAX_ENTRIES && !entries.contains_key(&inputs.machine.fingerprint) {
             entries.clear();
         }
-        entries.insert(inputs.machine.fingerprint.clone(), (inputs, body));
+        let entry = Entry {
+            inputs,
+            body,
+            settled_in: 0,
+        };
+        entries.insert(entry.inputs.machine.fingerprint.clone(), entry);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Fingerprint, (Inputs, Bytes)>> {
+    /// Counts one script served.
+    pub fn count(&self, made: Made) {
+        self.served[made as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Scripts served so far, by how they were made.
+    pub fn served(&self) -> [(Made, u64); 3] {
+        Made::ALL.map(|made| (made, self.served[made as usize].load(Ordering::Relaxed)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Fingerprint, Entry>> {
         // A panic while holding the lock leaves a consistent map.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -3,6 +3,7 @@
 //! `GET /healthz`. See `docs/api-http.md`.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -16,7 +17,7 @@ use super::boot;
 use super::error::{EventReason, Refusal, internal};
 use super::identity::{Peer, Served};
 use super::paths;
-use super::render_cache::Inputs;
+use super::render_cache::{Inputs, Made};
 use super::resolve::{self, Found, Roots};
 use super::scratch;
 use super::secrets::{Redemption, SecretsGrant};
@@ -24,7 +25,9 @@ use super::state::AppState;
 use crate::bootcfg::template::{self, Vars};
 use crate::bootcfg::variables::{self, MachineVars};
 use crate::datadir::registry::Machine;
+use crate::datadir::{DataDir, SCRIPT_FILE, VARS_FILE};
 use crate::fsutil::beneath::Dir;
+use crate::fsutil::watch::{self, Seen};
 use crate::names::Fingerprint;
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -66,10 +69,18 @@ impl IntoResponse for IdentityRefusal {
     }
 }
 
-/// The enrolled, unrevoked machine behind this request's certificate.
-fn identify(state: &AppState, peer: &Peer) -> Result<Arc<Machine>, IdentityRefusal> {
+/// The enrolled, unrevoked machine behind this request's certificate, as of
+/// `seen` when the caller looked at the change watch.
+fn identify(
+    state: &AppState,
+    peer: &Peer,
+    seen: Option<Seen>,
+) -> Result<Arc<Machine>, IdentityRefusal> {
     let fingerprint = peer.fingerprint.as_ref().ok_or(Refusal::NoCertificate)?;
-    let index = state.machines.current();
+    let index = match seen {
+        Some(seen) => state.machines.current_as_of(seen),
+        None => state.machines.current(),
+    };
     let machine = index
         .get(fingerprint)
         .cloned()
@@ -95,11 +106,19 @@ async fn boot_script(
     Extension(peer): Extension<Peer>,
     uri: http::Uri,
 ) -> Response {
-    let machine = match identify(&state, &peer) {
+    let seen = state.watch.as_ref().map(|watch| watch.observe());
+    let machine = match identify(&state, &peer, seen) {
         Ok(machine) => machine,
         Err(refused) => return refused.into_response(),
     };
-    let result = render_boot_script(&state, &machine, &uri).await;
+    let query = uri.query().unwrap_or_default();
+    if let Some(seen) = seen
+        && let Some(body) = state.rendered.settled(&machine, query, seen.generation)
+    {
+        state.rendered.count(Made::Settled);
+        return for_machine(&machine, Ok(script_response(body)));
+    }
+    let result = render_boot_script(&state, &machine, &uri, seen).await;
     for_machine(&machine, result)
 }
 
@@ -110,8 +129,13 @@ async fn render_boot_script(
     state: &AppState,
     machine: &Arc<Machine>,
     uri: &http::Uri,
+    seen: Option<Seen>,
 ) -> Result<Response, Refusal> {
-    let roots = Roots::of(&state.tree.current(), machine);
+    let tree = match seen {
+        Some(seen) => state.tree.current_as_of(seen),
+        None => state.tree.current(),
+    };
+    let roots = Roots::of(&tree, machine);
     let text = first_script(state, &roots.scripts())?.ok_or(Refusal::NotFound)?;
     let mut file_vars = Vec::with_capacity(2);
     for folder in roots.vars_folders() {
@@ -124,6 +148,12 @@ async fn render_boot_script(
         query: uri.query().unwrap_or_default().to_string(),
     };
     if let Some(body) = state.rendered.get(&inputs) {
+        if let (Some(watch), Some(seen)) = (&state.watch, seen)
+            && watch.covered(seen, &render_dependencies(state, &tree, machine))
+        {
+            state.rendered.settle(&inputs, seen.generation);
+        }
+        state.rendered.count(Made::Kept);
         return Ok(script_response(body));
     }
     let Query(query) = match Query::<HashMap<String, String>>::try_from_uri(uri) {
@@ -149,6 +179,7 @@ async fn render_boot_script(
         );
     }
     let body = Bytes::from(template::safe_substitute(text, &vars));
+    state.rendered.count(Made::Rendered);
     if scratch == scratch::Provision::NotUsed && !mints_secret {
         state.rendered.put(inputs, body.clone());
     }
@@ -159,6 +190,32 @@ async fn render_boot_script(
             .insert(EventReason(scratch::UNAVAILABLE));
     }
     Ok(response)
+}
+
+/// Every file and folder a machine's script render is made from, as chains
+/// from the served tree down: its own folder (also when it has none yet),
+/// its profile's and `files/default/`, with the script and `vars.toml` of
+/// each, and `live.json`, which picks the tree. The registry entry is
+/// watched by the machine index.
+fn render_dependencies(state: &AppState, tree: &DataDir, machine: &Machine) -> Vec<Vec<PathBuf>> {
+    let mut folders = vec![tree.machine_files_dir(&machine.fingerprint)];
+    folders.extend(
+        machine
+            .profile
+            .as_ref()
+            .map(|p| tree.profile_dir(p.as_ref())),
+    );
+    folders.push(tree.default_files_dir());
+    let mut chains = vec![watch::chain(
+        state.dir.root(),
+        &state.dir.gitcfg_live_path(),
+    )];
+    for folder in folders {
+        for name in [SCRIPT_FILE, VARS_FILE] {
+            chains.push(watch::chain(tree.root(), &folder.join(name)));
+        }
+    }
+    chains
 }
 
 /// The first of `candidates` that exists, through the server's file cache.
@@ -196,7 +253,7 @@ async fn file(
     Extension(peer): Extension<Peer>,
     request: Request,
 ) -> Response {
-    let machine = match identify(&state, &peer) {
+    let machine = match identify(&state, &peer, None) {
         Ok(machine) => machine,
         Err(refused) => return refused.into_response(),
     };

@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::datadir::registry::{Machine, Registry};
 use crate::datadir::statefile::StateFile;
+use crate::fsutil::watch::{ChangeWatch, Seen};
 use crate::names::Fingerprint;
 use crate::scratch::Scratch;
 use anyhow::Context as _;
@@ -38,12 +39,25 @@ pub struct AppState {
     pub rendered: RenderCache,
     /// Per-machine scratch space, when `[scratch]` is configured.
     pub scratch: Option<Arc<Scratch>>,
+    /// Tells that files may have changed; `None` without inotify, and then
+    /// every use looks at the files.
+    pub watch: Option<Arc<ChangeWatch>>,
 }
 
 impl AppState {
     pub fn new(dir: DataDir, config: Config) -> anyhow::Result<Self> {
-        let machines = Arc::new(MachineIndex::load(&dir)?);
-        let assets = AssetCache::load(&dir)?;
+        let watch = match ChangeWatch::new() {
+            Ok(watch) => Some(Arc::new(watch)),
+            Err(err) => {
+                tracing::warn!(
+                    "cannot watch the data directory for changes ({err}); every request looks at the files it depends on instead"
+                );
+                None
+            }
+        };
+        let watch = watch.as_ref();
+        let machines = Arc::new(MachineIndex::load(&dir)?.watched_by(watch, &dir));
+        let assets = AssetCache::load(&dir)?.watched_by(watch, &dir);
         let scratch = match &config.scratch {
             Some(settings) => Some(Arc::new(
                 Scratch::from_config(settings).context("setting up [scratch]")?,
@@ -51,7 +65,7 @@ impl AppState {
             None => None,
         };
         Ok(Self {
-            tree: LiveTree::load(&dir)?,
+            tree: LiveTree::load(&dir)?.watched_by(watch, &dir),
             public_url: config.public_url(),
             secrets: SecretStore::new(config.secrets_ttl()),
             scripts: FileCache::new(Ok),
@@ -62,6 +76,7 @@ impl AppState {
             dir,
             config,
             scratch,
+            watch: watch.cloned(),
         })
     }
 }
@@ -108,9 +123,18 @@ impl MachineIndex {
         Ok(Self(index))
     }
 
+    fn watched_by(self, watch: Option<&Arc<ChangeWatch>>, dir: &DataDir) -> Self {
+        Self(self.0.watched_by(watch, dir.root()))
+    }
+
     /// The index as of now: reloaded first if the registry file changed.
     pub fn current(&self) -> Arc<Index> {
         self.0.current()
+    }
+
+    /// The index as of `seen` ([`FileBacked::current_as_of`]).
+    pub fn current_as_of(&self, seen: Seen) -> Arc<Index> {
+        self.0.current_as_of(seen)
     }
 }
 

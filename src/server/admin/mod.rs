@@ -174,6 +174,9 @@ async fn metrics(State(admin): State<Admin>) -> Response {
         (index.len() - revoked, revoked),
         legacy,
     );
+    text.push_str(&super::metrics::render_scripts(
+        &admin.app.rendered.served(),
+    ));
     if admin.app.config.git.is_some() {
         match crate::gitcfg::status::Status::load(&admin.app.dir) {
             Ok(status) => text.push_str(&status.metrics(crate::gitcfg::now())),
