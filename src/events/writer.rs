@@ -1,10 +1,14 @@
-//! Recording off the request path. Handlers hand events to a bounded channel
-//! and never wait: when the channel is full the event is dropped and counted
-//! (`bootgate_events_dropped_total`), because a boot must never stall on its
-//! own history. One writer thread drains the channel, groups requests into
-//! boots, and commits in batches: a batch is committed as soon as it is
-//! [`FLUSH_EVERY`] old or [`BATCH_MAX`] long, so nothing waits in memory
-//! longer than that, and a `kill -9` loses at most that much.
+//! Recording off the request path. Handlers hand events to a bounded channel.
+//! When the channel is full, the writer is behind: a server short of CPU
+//! lets the request wait for room, up to [`MAX_WAIT`], rather than lose its
+//! history; a writer that made no room in that time is stuck (a disk that
+//! does not answer), and from then on events are dropped and counted
+//! (`bootgate_events_dropped_total`) without waiting until it takes events
+//! again, because a boot must never stall on its own history. One writer
+//! thread drains the channel, groups requests into boots, and commits in
+//! batches: a batch is committed as soon as it is [`FLUSH_EVERY`] old or
+//! [`BATCH_MAX`] long, so nothing waits in memory longer than that, and a
+//! `kill -9` loses at most that much.
 //!
 //! Once an event has arrived, the writer lets the channel fill for
 //! [`GATHER`] before it takes what is there: a writer waiting on the channel
@@ -12,7 +16,7 @@
 //! switches per request on a busy server.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,6 +32,8 @@ pub const CHANNEL_CAPACITY: usize = 8192;
 /// Longest an event waits in memory before its batch is committed.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 pub const BATCH_MAX: usize = 1024;
+/// Longest a request waits for room in a full channel.
+pub const MAX_WAIT: Duration = Duration::from_millis(100);
 /// How long the writer lets events gather in the channel once one came.
 pub const GATHER: Duration = Duration::from_millis(10);
 /// How often the writer looks for quiet boots and old events with no
@@ -91,6 +97,9 @@ enum Msg {
 /// The request path's handle on the writer.
 pub struct Recorder {
     tx: SyncSender<Msg>,
+    /// Set when a wait for room ran out; cleared by the writer when it takes
+    /// events again.
+    stuck: Arc<AtomicBool>,
     stats: Arc<RecorderStats>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -101,7 +110,9 @@ impl Recorder {
     pub fn start(store: Arc<Store>, config: WriterConfig, notify: Notify) -> Result<Self> {
         let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL_CAPACITY);
         let stats = Arc::new(RecorderStats::default());
+        let stuck = Arc::new(AtomicBool::new(false));
         let mut writer = Writer {
+            stuck: stuck.clone(),
             last_id: store.last_id()?,
             tracker: BootTracker::new(config.settle),
             store,
@@ -116,19 +127,37 @@ impl Recorder {
             .context("starting the event writer")?;
         Ok(Self {
             tx,
+            stuck,
             stats,
             thread: std::sync::Mutex::new(Some(thread)),
         })
     }
 
-    /// Queues an event; never blocks.
+    /// Queues an event, waiting up to [`MAX_WAIT`] for room while the
+    /// writer is behind but not stuck.
     pub fn record(&self, event: Event) {
-        match self.tx.try_send(Msg::Event(Box::new(event))) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        let mut msg = Msg::Event(Box::new(event));
+        let mut deadline = None;
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => return,
+                Err(TrySendError::Full(back)) if !self.stuck.load(Ordering::Relaxed) => {
+                    let deadline = *deadline.get_or_insert_with(|| Instant::now() + MAX_WAIT);
+                    if Instant::now() >= deadline {
+                        self.stuck.store(true, Ordering::Relaxed);
+                        tracing::warn!(
+                            "the boot history writer made no room for {} ms; dropping events until it takes them again",
+                            MAX_WAIT.as_millis()
+                        );
+                        break;
+                    }
+                    msg = back;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => break,
             }
         }
+        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn stats(&self) -> &RecorderStats {
@@ -144,20 +173,23 @@ impl Recorder {
     }
 }
 
-/// Moves what the channel holds into `batch` without waiting; true when
-/// the writer is to stop.
+/// Moves what the channel holds into `batch`, up to [`BATCH_MAX`], without
+/// waiting (so the channel makes room a batch at a time); true when the
+/// writer is to stop.
 fn take_queued(rx: &Receiver<Msg>, batch: &mut Vec<Event>) -> bool {
-    loop {
+    while batch.len() < BATCH_MAX {
         match rx.try_recv() {
             Ok(Msg::Event(event)) => batch.push(*event),
             Ok(Msg::Stop) | Err(TryRecvError::Disconnected) => return true,
             Err(TryRecvError::Empty) => return false,
         }
     }
+    false
 }
 
 struct Writer {
     store: Arc<Store>,
+    stuck: Arc<AtomicBool>,
     tracker: BootTracker,
     last_id: u64,
     config: WriterConfig,
@@ -207,8 +239,13 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => false,
             };
             if !stop && !batch.is_empty() {
-                std::thread::sleep(GATHER.min(FLUSH_EVERY.saturating_sub(batch_started.elapsed())));
                 stop = take_queued(&rx, &mut batch);
+                if !stop && batch.len() < BATCH_MAX {
+                    let left = FLUSH_EVERY.saturating_sub(batch_started.elapsed());
+                    std::thread::sleep(GATHER.min(left));
+                    stop = take_queued(&rx, &mut batch);
+                }
+                self.stuck.store(false, Ordering::Relaxed);
             }
             let due = !batch.is_empty()
                 && (stop || batch.len() >= BATCH_MAX || batch_started.elapsed() >= FLUSH_EVERY);
@@ -311,21 +348,49 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_full_channel_drops_and_counts_instead_of_waiting() {
-        // A writer that never drains: the channel fills up.
-        let (tx, _rx) = std::sync::mpsc::sync_channel(4);
-        let recorder = Recorder {
+    fn recorder_on(tx: SyncSender<Msg>) -> Recorder {
+        Recorder {
             tx,
+            stuck: Arc::default(),
             stats: Arc::default(),
             thread: std::sync::Mutex::new(None),
-        };
+        }
+    }
+
+    #[test]
+    fn a_stuck_writer_costs_one_wait_then_events_are_dropped_and_counted() {
+        // A writer that never drains: the channel fills up.
+        let (tx, _rx) = std::sync::mpsc::sync_channel(4);
+        let recorder = recorder_on(tx);
         let started = Instant::now();
         for _ in 0..10 {
             recorder.record(request("gw1", "/boot/ipxe"));
         }
-        assert!(started.elapsed() < Duration::from_millis(500));
+        let took = started.elapsed();
+        assert!(took >= MAX_WAIT, "{took:?}");
+        assert!(took < MAX_WAIT * 3, "{took:?}");
         assert_eq!(recorder.stats().dropped.load(Ordering::Relaxed), 6);
+    }
+
+    #[test]
+    fn a_writer_that_is_behind_but_taking_loses_nothing() {
+        // A writer slower than the requests, taking one event every 5 ms.
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let recorder = recorder_on(tx);
+        let taker = std::thread::spawn(move || {
+            let mut taken = 0;
+            while let Ok(Msg::Event(_)) = rx.recv() {
+                taken += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            taken
+        });
+        for _ in 0..40 {
+            recorder.record(request("gw1", "/boot/ipxe"));
+        }
+        assert_eq!(recorder.stats().dropped.load(Ordering::Relaxed), 0);
+        drop(recorder);
+        assert_eq!(taker.join().unwrap(), 40);
     }
 
     #[test]
