@@ -190,7 +190,7 @@ fn records_boots_refusals_and_handshakes_and_counts_them() {
         ("bootgate_events_dropped_total", 0.0),
         ("bootgate_event_store_errors_total", 0.0),
         ("bootgate_events_lost_total", 0.0),
-        ("bootgate_event_store_cache_limit_bytes", 8.0 * 1_048_576.0),
+        ("bootgate_event_store_cache_limit_bytes", 4.0 * 1_048_576.0),
         ("bootgate_build_info{version=\"0.1.0\"}", 1.0),
     ];
     for (sample, value) in expect {

@@ -59,7 +59,7 @@ pub struct Retention {
 /// redb's page cache when nothing else is said: the store's working set is
 /// the newest pages (appends) and the oldest (trimming), a few MiB at most;
 /// redb's own default (1 GiB) would let the cache grow with the file.
-pub const DEFAULT_CACHE_BYTES: usize = 8 * 1024 * 1024;
+pub const DEFAULT_CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The store, opened for writing by the one process that records.
 pub struct Store {
