@@ -325,10 +325,9 @@ fn trim(txn: &WriteTransaction, retention: Retention, now: Timestamp) -> Result<
         let Some((_, json)) = events.pop_first()? else {
             break;
         };
-        let event: IndexedBy = serde_json::from_str(json.value())?;
-        let event = (event.id, event.machine.map(Cow::into_owned), event.boot);
+        let IndexedBy { id, machine, boot } = serde_json::from_str(json.value())?;
+        let machine = machine.map(Cow::into_owned);
         drop(json);
-        let (id, machine, boot) = event;
         if let Some(machine) = &machine {
             by_machine.remove((machine.as_str(), id))?;
             if boot == Some(id) {
