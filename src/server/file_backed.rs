@@ -99,19 +99,19 @@ impl<T> FileBacked<T> {
 
     /// The value as of now: loaded again first if the file changed.
     pub fn current(&self) -> Arc<T> {
-        match &self.watch {
-            Some((watch, _)) => self.current_as_of(watch.observe()),
-            None => self.checked(),
-        }
+        let seen = self.watch.as_ref().map(|(watch, _)| watch.observe());
+        self.current_as_of(seen)
     }
 
-    /// The value as of `seen` (taken by the caller from the same watch): as
-    /// it is when no change was reported since a trusted, covered check;
-    /// checked (and loaded again if the file changed) otherwise.
-    pub fn current_as_of(&self, seen: Seen) -> Arc<T> {
+    /// The value as of `seen` (taken by the caller from the same watch; `None`
+    /// when the caller did not look, and then this looks): as it is when no
+    /// change was reported since a trusted, covered check; checked (and
+    /// loaded again if the file changed) otherwise.
+    pub fn current_as_of(&self, seen: Option<Seen>) -> Arc<T> {
         let Some((watch, chain)) = &self.watch else {
             return self.checked();
         };
+        let seen = seen.unwrap_or_else(|| watch.observe());
         if self.valid_in.load(Ordering::Acquire) == seen.generation {
             return self.current.load_full();
         }
@@ -266,7 +266,7 @@ mod tests {
         assert_eq!(*file.current(), "one");
         let seen = watch.observe();
         assert_eq!(file.valid_in.load(Ordering::SeqCst), seen.generation);
-        let kept = file.current_as_of(seen);
+        let kept = file.current_as_of(Some(seen));
         assert!(Arc::ptr_eq(&kept, &file.current()));
 
         // Same size, same mtime, in place: the watch reports it.

@@ -45,7 +45,7 @@ impl LiveTree {
     }
 
     /// The tree as of `seen` ([`FileBacked::current_as_of`]).
-    pub fn current_as_of(&self, seen: Seen) -> Arc<DataDir> {
+    pub fn current_as_of(&self, seen: Option<Seen>) -> Arc<DataDir> {
         self.0.current_as_of(seen)
     }
 }

@@ -77,10 +77,7 @@ fn identify(
     seen: Option<Seen>,
 ) -> Result<Arc<Machine>, IdentityRefusal> {
     let fingerprint = peer.fingerprint.as_ref().ok_or(Refusal::NoCertificate)?;
-    let index = match seen {
-        Some(seen) => state.machines.current_as_of(seen),
-        None => state.machines.current(),
-    };
+    let index = state.machines.current_as_of(seen);
     let machine = index
         .get(fingerprint)
         .cloned()
@@ -131,10 +128,7 @@ async fn render_boot_script(
     uri: &http::Uri,
     seen: Option<Seen>,
 ) -> Result<Response, Refusal> {
-    let tree = match seen {
-        Some(seen) => state.tree.current_as_of(seen),
-        None => state.tree.current(),
-    };
+    let tree = state.tree.current_as_of(seen);
     let roots = Roots::of(&tree, machine);
     let text = first_script(state, &roots.scripts())?.ok_or(Refusal::NotFound)?;
     let mut file_vars = Vec::with_capacity(2);

@@ -133,7 +133,7 @@ impl MachineIndex {
     }
 
     /// The index as of `seen` ([`FileBacked::current_as_of`]).
-    pub fn current_as_of(&self, seen: Seen) -> Arc<Index> {
+    pub fn current_as_of(&self, seen: Option<Seen>) -> Arc<Index> {
         self.0.current_as_of(seen)
     }
 }
