@@ -21,7 +21,10 @@
 //!
 //! Any event moves the generation and forgets what was watched (the kernel
 //! keeps the watches; adding one again is cheap and gives the same one), so
-//! a replaced file is watched anew before anything relies on it again.
+//! a replaced file is watched anew before anything relies on it again. What
+//! was found missing or not watchable is remembered for the generation too:
+//! a caller that can never be covered (a machine whose folder is a symlink)
+//! asks again at each request, and costs no system call doing so.
 
 use std::collections::HashMap;
 use std::io;
@@ -63,8 +66,21 @@ pub struct ChangeWatch {
 struct State {
     /// Starts at 1: 0 is never a generation anything was checked in.
     generation: u64,
-    /// Paths watched in this generation, with the order they were added in.
-    watched: HashMap<PathBuf, u64>,
+    /// Paths looked at in this generation, and what was found.
+    paths: HashMap<PathBuf, Found>,
+    /// How many of them are watched.
+    watched: u64,
+}
+
+/// What a path turned out to be, in one generation.
+#[derive(Debug, Clone, Copy)]
+enum Found {
+    /// Watched, the `n`th path of the generation to be.
+    Watched(u64),
+    /// Nothing there: its creation is an event of the folder before it.
+    Missing,
+    /// Cannot be watched (a symlink, no more watches, no permission).
+    Refused,
 }
 
 impl ChangeWatch {
@@ -74,7 +90,8 @@ impl ChangeWatch {
             fd,
             state: Mutex::new(State {
                 generation: 1,
-                watched: HashMap::new(),
+                paths: HashMap::new(),
+                watched: 0,
             }),
         })
     }
@@ -103,11 +120,12 @@ impl ChangeWatch {
         }
         if changed {
             state.generation += 1;
-            state.watched.clear();
+            state.paths.clear();
+            state.watched = 0;
         }
         Seen {
             generation: state.generation,
-            watched: state.watched.len() as u64,
+            watched: state.watched,
         }
     }
 
@@ -125,38 +143,41 @@ impl ChangeWatch {
         let mut covered = true;
         for chain in chains {
             for path in chain {
-                match state.watched.get(path) {
-                    Some(&order) => covered &= order < seen.watched,
-                    None => match self.add(path) {
-                        Ok(true) => {
-                            let order = state.watched.len() as u64;
-                            state.watched.insert(path.clone(), order);
-                            covered = false;
+                let found = match state.paths.get(path) {
+                    Some(&found) => found,
+                    None => {
+                        let found = self.add(path, state.watched);
+                        if let Found::Watched(_) = found {
+                            state.watched += 1;
                         }
-                        Ok(false) => break,
-                        Err(()) => return false,
-                    },
+                        state.paths.insert(path.clone(), found);
+                        found
+                    }
+                };
+                match found {
+                    Found::Watched(order) => covered &= order < seen.watched,
+                    Found::Missing => break,
+                    Found::Refused => return false,
                 }
             }
         }
         covered
     }
 
-    /// Watches `path`: `Ok(false)` when there is nothing there, `Err` when it
-    /// cannot be watched (a symlink, no more watches, no permission).
-    fn add(&self, path: &Path) -> Result<bool, ()> {
+    /// Watches `path`, as the `order`th path of the generation.
+    fn add(&self, path: &Path, order: u64) -> Found {
         match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.file_type().is_symlink() => return Err(()),
+            Ok(meta) if meta.file_type().is_symlink() => return Found::Refused,
             Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(_) => return Err(()),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Found::Missing,
+            Err(_) => return Found::Refused,
         }
         match inotify::add_watch(&self.fd, path, changes()) {
-            Ok(_) => Ok(true),
-            Err(Errno::NOENT) => Ok(false),
+            Ok(_) => Found::Watched(order),
+            Err(Errno::NOENT) => Found::Missing,
             Err(err) => {
                 tracing::debug!("cannot watch {}: {err}", path.display());
-                Err(())
+                Found::Refused
             }
         }
     }
