@@ -25,10 +25,10 @@ const CYCLES: u64 = 8;
 const CHUNK: u64 = 4_000;
 /// Machines making the requests.
 const MACHINES: u64 = 128;
-/// The documented bound of the file: bytes per kept event (the event, the
-/// boot it began, their index entries) and a fixed part, see
+/// The documented bound of the file: bytes per kept event (the event and the
+/// boot it began, in their block) and a fixed part, see
 /// `docs/performance.md`, "Bounds of the boot history".
-const FILE_BYTES_PER_EVENT: u64 = 3 * 1024;
+const FILE_BYTES_PER_EVENT: u64 = 1024;
 const FILE_BYTES_FIXED: u64 = 4 * 1024 * 1024;
 /// The documented bound of the memory the history adds to a process.
 const RSS_BOUND_BYTES: u64 = 64 * 1024 * 1024;

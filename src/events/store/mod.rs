@@ -9,19 +9,29 @@
 //! ("quick repair"), so after a `kill -9` the file opens at once, read-only
 //! too, with every committed batch in it.
 //!
-//! Tables (values are the JSON of the [`model`](super::model) types):
+//! Each commit of the writer is one *block*: its events and the latest
+//! record of each boot it changed, in a compact binary form ([`block`]).
+//! Writing a batch is one row and one index entry per machine, whatever its
+//! size; retention moves a *floor* (the oldest id still kept) and removes a
+//! block once all its events are below it, so trimming costs one row per
+//! block, not four per event.
 //!
 //! ```text
-//! events            id -> Event               ids grow with time: id >= time in µs
-//! events_by_machine (machine, id) -> ()
-//! boots             boot id -> Boot           a boot's id is its /boot/ipxe event's
-//! boots_by_machine  (machine, boot id) -> ()
-//! machines          machine -> MachineSeen    last seen, last address, last boot
-//! meta              "last_id" -> u64
+//! blocks            block number -> block        numbers and event ids grow together
+//! blocks_by_machine (machine, block number) -> () blocks with an event or boot of the machine
+//! machines          machine -> MachineSeen (JSON) last seen, last address, last boot
+//! meta              name -> u64                   format, last_id, floor, count, next_block
 //! ```
+//!
+//! A boot's newest record is in the newest block that has it; the block of
+//! its `/boot/ipxe` event always has one. A file written in the first format
+//! (a row per event and per boot) is converted when it is first opened for
+//! writing ([`migrate`]).
 
-use std::borrow::Cow;
-use std::collections::HashMap;
+mod block;
+mod migrate;
+
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::RwLock;
@@ -31,23 +41,21 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use redb::{
     Database, DatabaseError, Durability, ReadOnlyDatabase, ReadTransaction, ReadableDatabase,
-    ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+    ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction,
 };
 
 use super::boots::Changes;
 use super::model::{Boot, BootDetail, Event, EventQuery, MachineSeen, Timestamp};
+use block::{Contents, Header};
 
-const EVENTS: TableDefinition<u64, &str> = TableDefinition::new("events");
-const EVENTS_BY_MACHINE: TableDefinition<(&str, u64), ()> =
-    TableDefinition::new("events_by_machine");
-const BOOTS: TableDefinition<u64, &str> = TableDefinition::new("boots");
-const BOOTS_BY_MACHINE: TableDefinition<(&str, u64), ()> = TableDefinition::new("boots_by_machine");
+const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+const BLOCKS_BY_MACHINE: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("blocks_by_machine");
 const MACHINES: TableDefinition<&str, &str> = TableDefinition::new("machines");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// Most events removed by one commit, so shrinking the retention of a full
-/// store spreads the work over several commits instead of one long one.
-const TRIM_BATCH: usize = 5000;
+/// The format this version writes; a file of a later one is refused.
+const FORMAT: u64 = 2;
 
 /// How long history is kept: whichever limit is reached first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,11 +141,7 @@ impl Store {
     }
 
     pub fn snapshot(&self) -> Result<Snapshot> {
-        self.with_db(|db| {
-            Ok(Snapshot {
-                txn: db.begin_read()?,
-            })
-        })
+        self.with_db(|db| Snapshot::in_txn(db.begin_read()?))
     }
 
     /// Writes events (ids already assigned) and the boots they changed in one
@@ -180,8 +184,7 @@ impl Store {
 }
 
 /// Opens the file for writing, waiting up to `wait` for another process to
-/// let go of it, and makes sure every table exists (so read-only opens find
-/// them all).
+/// let go of it, and prepares it ([`prepare`]).
 fn open_database(path: &Path, wait: Duration, cache_bytes: usize) -> Result<Database> {
     let deadline = Instant::now() + wait;
     let db = loop {
@@ -199,18 +202,53 @@ fn open_database(path: &Path, wait: Duration, cache_bytes: usize) -> Result<Data
             }
         }
     };
+    prepare(&db, path)?;
+    Ok(db)
+}
+
+/// Sets the file's mode, makes sure every table exists (so read-only opens
+/// find them all) and converts a file of the first format.
+fn prepare(db: &Database, path: &Path) -> Result<()> {
     // redb creates the file with the umask's mode; set it explicitly.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(crate::fsutil::PUBLIC))
         .with_context(|| format!("setting the mode of {}", path.display()))?;
-    let txn = begin_write(&db)?;
-    txn.open_table(EVENTS)?;
-    txn.open_table(EVENTS_BY_MACHINE)?;
-    txn.open_table(BOOTS)?;
-    txn.open_table(BOOTS_BY_MACHINE)?;
-    txn.open_table(MACHINES)?;
-    txn.open_table(META)?;
+    let txn = begin_write(db)?;
+    {
+        let mut blocks = txn.open_table(BLOCKS)?;
+        let mut index = txn.open_table(BLOCKS_BY_MACHINE)?;
+        txn.open_table(MACHINES)?;
+        let mut meta = txn.open_table(META)?;
+        let format = meta.get("format")?.map(|v| v.value());
+        if format.is_some_and(|f| f > FORMAT) {
+            bail!(
+                "{} was written by a newer bootgate (history format {}, this one knows {FORMAT}); \
+                 run that version, or move the file away to start a new history",
+                path.display(),
+                format.unwrap_or_default()
+            );
+        }
+        if migrate::is_needed(&txn)? {
+            let mut counters = Counters::read(&meta)?;
+            let moved = migrate::run(&txn, &mut blocks, &mut index, &mut counters)
+                .with_context(|| format!("converting {} to the block format", path.display()))?;
+            counters.write(&mut meta)?;
+            tracing::info!(
+                events = moved,
+                "converted {} to the block format",
+                path.display()
+            );
+        }
+        meta.insert("format", FORMAT)?;
+    }
     txn.commit()?;
-    Ok(db)
+    Ok(())
+}
+
+/// Whether a file opened read-only is in the current format (or empty).
+fn is_current(db: &ReadOnlyDatabase) -> Result<bool> {
+    let txn = db.begin_read()?;
+    let mut tables = txn.list_tables()?;
+    Ok(tables.any(|t| t.name() == BLOCKS.name()))
 }
 
 /// A write transaction: durable, and saving the allocator state so that a
@@ -222,8 +260,59 @@ fn begin_write(db: &Database) -> Result<WriteTransaction> {
     Ok(txn)
 }
 
-/// Writes events and the boots they changed in one durable commit, then
-/// applies retention.
+/// The store's running numbers, kept in `meta`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    /// The largest event id ever written.
+    last_id: u64,
+    /// Events with a smaller id are trimmed, even while their block remains.
+    floor: u64,
+    /// Events kept: written, less trimmed.
+    count: u64,
+    /// The number the next block gets.
+    next_block: u64,
+}
+
+impl Counters {
+    fn read(meta: &impl ReadableTable<&'static str, u64>) -> Result<Self> {
+        let get = |name: &str| -> Result<u64> { Ok(meta.get(name)?.map_or(0, |v| v.value())) };
+        Ok(Self {
+            last_id: get("last_id")?,
+            floor: get("floor")?,
+            count: get("count")?,
+            next_block: get("next_block")?,
+        })
+    }
+
+    fn write(&self, meta: &mut Table<&'static str, u64>) -> Result<()> {
+        meta.insert("last_id", self.last_id)?;
+        meta.insert("floor", self.floor)?;
+        meta.insert("count", self.count)?;
+        meta.insert("next_block", self.next_block)?;
+        Ok(())
+    }
+}
+
+/// Appends `block` (made by [`block::encode`]) as the next block, indexed
+/// under each machine it concerns.
+fn append_block(
+    blocks: &mut Table<u64, &[u8]>,
+    index: &mut Table<(&str, u64), ()>,
+    counters: &mut Counters,
+    block: &[u8],
+    machines: &[&str],
+) -> Result<()> {
+    let number = counters.next_block;
+    counters.next_block += 1;
+    blocks.insert(number, block)?;
+    for machine in machines {
+        index.insert((*machine, number), ())?;
+    }
+    Ok(())
+}
+
+/// Writes events (ids ascending) and the boots they changed as one block in
+/// one durable commit, then applies retention.
 fn write_to(
     db: &Database,
     events: &[Event],
@@ -234,121 +323,128 @@ fn write_to(
     let txn = begin_write(db)?;
     let mut written = Committed::default();
     {
-        let mut table = txn.open_table(EVENTS)?;
-        let mut by_machine = txn.open_table(EVENTS_BY_MACHINE)?;
-        let mut machines = txn.open_table(MACHINES)?;
-        let mut seen: HashMap<String, MachineSeen> = HashMap::new();
-        for event in events {
-            table.insert(event.id, serde_json::to_string(event)?.as_str())?;
-            written.events += 1;
-            let Some(machine) = &event.machine else {
-                continue;
-            };
-            by_machine.insert((machine.as_str(), event.id), ())?;
-            let entry = match seen.get_mut(machine) {
-                Some(entry) => entry,
-                None => {
-                    let stored = get_json::<MachineSeen>(&machines, machine.as_str())?;
-                    let entry = stored.unwrap_or_else(|| MachineSeen {
-                        machine: machine.clone(),
-                        fingerprint: String::new(),
-                        last_seen: Timestamp::default(),
-                        last_peer: String::new(),
-                        last_boot: None,
-                    });
-                    seen.entry(machine.clone()).or_insert(entry)
-                }
-            };
-            if event.time >= entry.last_seen {
-                entry.last_seen = event.time;
-                entry.last_peer = event.peer.clone();
-                if let Some(fp) = &event.fingerprint {
-                    entry.fingerprint = fp.clone();
-                }
-            }
+        let mut blocks = txn.open_table(BLOCKS)?;
+        let mut index = txn.open_table(BLOCKS_BY_MACHINE)?;
+        let mut meta = txn.open_table(META)?;
+        let mut counters = Counters::read(&meta)?;
+        if !events.is_empty() || !changes.updated.is_empty() {
+            let (block, machines) = block::encode(events, changes.updated.values())?;
+            append_block(&mut blocks, &mut index, &mut counters, &block, &machines)?;
         }
-
-        let mut boots = txn.open_table(BOOTS)?;
-        let mut boots_by_machine = txn.open_table(BOOTS_BY_MACHINE)?;
-        for boot in changes.updated.values() {
-            boots.insert(boot.id, serde_json::to_string(boot)?.as_str())?;
-            boots_by_machine.insert((boot.machine.as_str(), boot.id), ())?;
-            let entry = match seen.get_mut(&boot.machine) {
-                Some(entry) => entry,
-                None => match get_json::<MachineSeen>(&machines, boot.machine.as_str())? {
-                    Some(stored) => seen.entry(boot.machine.clone()).or_insert(stored),
-                    None => continue,
-                },
-            };
-            if entry
-                .last_boot
-                .as_ref()
-                .is_none_or(|last| last.id <= boot.id)
-            {
-                entry.last_boot = Some(boot.clone());
-            }
+        written.events = events.len();
+        counters.count += events.len() as u64;
+        if let Some(last) = events.last() {
+            counters.last_id = counters.last_id.max(last.id);
         }
-        for (name, entry) in &seen {
-            machines.insert(name.as_str(), serde_json::to_string(entry)?.as_str())?;
-        }
-        drop((by_machine, boots_by_machine, boots));
-
-        if let Some(last) = events.iter().map(|e| e.id).max() {
-            let mut meta = txn.open_table(META)?;
-            let previous = meta.get("last_id")?.map_or(0, |v| v.value());
-            meta.insert("last_id", last.max(previous))?;
-        }
-        drop(table);
-        written.trimmed = trim(&txn, retention, now)?;
+        update_machines(&mut txn.open_table(MACHINES)?, events, changes)?;
+        written.trimmed = trim(&mut blocks, &mut index, &mut counters, retention, now)?;
+        counters.write(&mut meta)?;
     }
     txn.commit()?;
     Ok(written)
 }
 
-/// Removes the oldest events past either limit (and the boots they began).
-fn trim(txn: &WriteTransaction, retention: Retention, now: Timestamp) -> Result<usize> {
-    let cutoff = now.saturating_sub(retention.max_age).as_micros();
-    let mut events = txn.open_table(EVENTS)?;
-    let mut by_machine = txn.open_table(EVENTS_BY_MACHINE)?;
-    let mut boots = txn.open_table(BOOTS)?;
-    let mut boots_by_machine = txn.open_table(BOOTS_BY_MACHINE)?;
-    let mut removed = 0;
-    while removed < TRIM_BATCH {
-        let len = events.len()?;
-        let Some(first) = events.first()?.map(|(k, _)| k.value()) else {
-            break;
+/// Updates each machine's last sighting and last boot.
+fn update_machines(
+    machines: &mut Table<&str, &str>,
+    events: &[Event],
+    changes: &Changes,
+) -> Result<()> {
+    let mut seen: HashMap<&str, MachineSeen> = HashMap::new();
+    for event in events {
+        let Some(machine) = event.machine.as_deref() else {
+            continue;
         };
-        // `id >= time`, so an id before the cutoff is an event before it.
-        if len <= retention.max_events && first >= cutoff {
-            break;
-        }
-        let Some((_, json)) = events.pop_first()? else {
-            break;
+        let entry = match seen.get_mut(machine) {
+            Some(entry) => entry,
+            None => {
+                let stored = get_json::<MachineSeen>(machines, machine)?;
+                let entry = stored.unwrap_or_else(|| MachineSeen {
+                    machine: machine.to_owned(),
+                    fingerprint: String::new(),
+                    last_seen: Timestamp::default(),
+                    last_peer: String::new(),
+                    last_boot: None,
+                });
+                seen.entry(machine).or_insert(entry)
+            }
         };
-        let IndexedBy { id, machine, boot } = serde_json::from_str(json.value())?;
-        let machine = machine.map(Cow::into_owned);
-        drop(json);
-        if let Some(machine) = &machine {
-            by_machine.remove((machine.as_str(), id))?;
-            if boot == Some(id) {
-                boots.remove(id)?;
-                boots_by_machine.remove((machine.as_str(), id))?;
+        if event.time >= entry.last_seen {
+            entry.last_seen = event.time;
+            entry.last_peer.clone_from(&event.peer);
+            if let Some(fp) = &event.fingerprint {
+                entry.fingerprint.clone_from(fp);
             }
         }
-        removed += 1;
     }
-    Ok(removed)
+    for boot in changes.updated.values() {
+        let entry = match seen.get_mut(boot.machine.as_str()) {
+            Some(entry) => entry,
+            None => match get_json::<MachineSeen>(machines, &boot.machine)? {
+                Some(stored) => seen.entry(&boot.machine).or_insert(stored),
+                None => continue,
+            },
+        };
+        if entry
+            .last_boot
+            .as_ref()
+            .is_none_or(|last| last.id <= boot.id)
+        {
+            entry.last_boot = Some(boot.clone());
+        }
+    }
+    for (name, entry) in &seen {
+        machines.insert(*name, serde_json::to_string(entry)?.as_str())?;
+    }
+    Ok(())
 }
 
-/// What trimming needs of a stored event: the index entries it has. Read
-/// instead of the whole [`Event`], which would cost a string per field.
-#[derive(serde::Deserialize)]
-struct IndexedBy<'a> {
-    id: u64,
-    #[serde(default, borrow)]
-    machine: Option<Cow<'a, str>>,
-    #[serde(default)]
-    boot: Option<u64>,
+/// Trims the oldest events past either limit: moves the floor past them and
+/// removes the blocks left with none above it. Returns how many events went.
+fn trim(
+    blocks: &mut Table<u64, &[u8]>,
+    index: &mut Table<(&str, u64), ()>,
+    counters: &mut Counters,
+    retention: Retention,
+    now: Timestamp,
+) -> Result<usize> {
+    // `id >= time`, so an id before the cutoff is an event before it.
+    let cutoff = now.saturating_sub(retention.max_age).as_micros();
+    let mut trimmed = 0;
+    loop {
+        let Some((number, header)) = blocks
+            .first()?
+            .map(|(number, block)| {
+                Ok::<_, anyhow::Error>((number.value(), Header::read(block.value())?))
+            })
+            .transpose()?
+        else {
+            break;
+        };
+        let kept = &header.ids[header.ids.partition_point(|&id| id < counters.floor)..];
+        let excess = counters.count.saturating_sub(retention.max_events);
+        let too_old = kept.partition_point(|&id| id < cutoff);
+        let going = usize::try_from(excess)
+            .unwrap_or(usize::MAX)
+            .min(kept.len())
+            .max(too_old);
+        counters.count = counters.count.saturating_sub(going as u64);
+        trimmed += going;
+        if going < kept.len() {
+            counters.floor = counters.floor.max(kept[going]);
+            break;
+        }
+        // Nothing in it is kept any more (a block of boots only is older
+        // than the events after it, so its boots are trimmed too).
+        if let Some(last) = header.last_id() {
+            counters.floor = counters.floor.max(last + 1);
+        }
+        blocks.remove(number)?;
+        for machine in &header.machines {
+            index.remove((machine.as_str(), number))?;
+        }
+    }
+    Ok(trimmed)
 }
 
 fn get_json<T: serde::de::DeserializeOwned>(
@@ -377,77 +473,129 @@ impl ReadOnlyStore {
             return Ok(Self::Missing);
         }
         match ReadOnlyDatabase::open(path) {
-            Ok(db) => Ok(Self::Open(Box::new(db))),
+            Ok(db) if is_current(&db)? => Ok(Self::Open(Box::new(db))),
+            // The first format: convert it, which takes a writable open.
+            Ok(db) => {
+                drop(db);
+                Self::open_writable(path).context(
+                    "the boot history is in an older format and is converted on its first \
+                     writable open: start `bootgate serve` once, or run this as the owner of \
+                     the data directory",
+                )
+            }
             Err(DatabaseError::DatabaseAlreadyOpen) => Ok(Self::Busy),
             // Written without quick repair (not by us) and not closed cleanly:
             // only a writable open can repair it, which nobody else holds now.
-            Err(DatabaseError::RepairAborted) => match Database::open(path) {
-                Ok(db) => Ok(Self::Open(Box::new(db))),
-                Err(DatabaseError::DatabaseAlreadyOpen) => Ok(Self::Busy),
-                Err(err) => Err(err).with_context(|| format!("repairing {}", path.display())),
-            },
+            Err(DatabaseError::RepairAborted) => Self::open_writable(path),
             Err(err) => Err(err).with_context(|| format!("opening {}", path.display())),
         }
     }
+
+    fn open_writable(path: &Path) -> Result<Self> {
+        match Database::builder()
+            .set_cache_size(DEFAULT_CACHE_BYTES)
+            .create(path)
+        {
+            Ok(db) => {
+                prepare(&db, path)?;
+                Ok(Self::Open(Box::new(db)))
+            }
+            Err(DatabaseError::DatabaseAlreadyOpen) => Ok(Self::Busy),
+            Err(err) => Err(err).with_context(|| format!("opening {} to write", path.display())),
+        }
+    }
+}
+
+/// Whether a walk over blocks goes on.
+enum Walk {
+    On,
+    Stop,
 }
 
 /// A consistent snapshot of the store, for queries.
 pub struct Snapshot {
     txn: ReadTransaction,
+    counters: Counters,
 }
 
 impl Snapshot {
     /// A snapshot of a store opened read-only.
     pub fn of(db: &(dyn ReadableDatabase + Send + Sync)) -> Result<Self> {
-        Ok(Self {
-            txn: db.begin_read()?,
-        })
+        Self::in_txn(db.begin_read()?)
+    }
+
+    fn in_txn(txn: ReadTransaction) -> Result<Self> {
+        let counters = Counters::read(&txn.open_table(META)?)?;
+        Ok(Self { txn, counters })
     }
 
     pub fn event_count(&self) -> Result<u64> {
-        Ok(self.txn.open_table(EVENTS)?.len()?)
+        Ok(self.counters.count)
+    }
+
+    /// Visits blocks newest first (all, or those of `machine`), decoded,
+    /// until `visit` says stop.
+    fn walk_newest_first(
+        &self,
+        machine: Option<&str>,
+        mut visit: impl FnMut(Contents) -> Result<Walk>,
+    ) -> Result<()> {
+        let blocks = self.txn.open_table(BLOCKS)?;
+        let mut visit_bytes = |bytes: &[u8]| visit(Contents::read(bytes)?);
+        match machine {
+            Some(machine) => {
+                let index = self.txn.open_table(BLOCKS_BY_MACHINE)?;
+                for entry in index.range((machine, 0)..=(machine, u64::MAX))?.rev() {
+                    let number = entry?.0.value().1;
+                    let Some(block) = blocks.get(number)? else {
+                        bail!("the history index names block {number}, which is missing");
+                    };
+                    if let Walk::Stop = visit_bytes(block.value())? {
+                        break;
+                    }
+                }
+            }
+            None => {
+                for entry in blocks.iter()?.rev() {
+                    if let Walk::Stop = visit_bytes(entry?.1.value())? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Events matching `query`, oldest first (the newest `limit` of them).
     pub fn events(&self, query: &EventQuery) -> Result<Vec<Event>> {
         let since = query.since.map_or(0, Timestamp::as_micros);
         let after = query.after.map_or(0, |a| a.saturating_add(1));
-        let from = since.max(after);
+        let from = since.max(after).max(self.counters.floor);
         let limit = query.limit.unwrap_or(usize::MAX);
-        let events = self.txn.open_table(EVENTS)?;
-        let keep = |e: &Event| e.time.as_micros() >= since;
+        let machine = query.machine.as_deref();
         let mut out = Vec::new();
-        match &query.machine {
-            Some(machine) => {
-                let index = self.txn.open_table(EVENTS_BY_MACHINE)?;
-                for entry in index
-                    .range((machine.as_str(), from)..=(machine.as_str(), u64::MAX))?
-                    .rev()
-                {
-                    if out.len() >= limit {
-                        break;
-                    }
-                    let id = entry?.0.value().1;
-                    if let Some(json) = events.get(id)? {
-                        let event: Event = serde_json::from_str(json.value())?;
-                        if keep(&event) {
-                            out.push(event);
-                        }
-                    }
-                }
-            }
-            None => {
-                for entry in events.range(from..)?.rev() {
-                    if out.len() >= limit {
-                        break;
-                    }
-                    let event: Event = serde_json::from_str(entry?.1.value())?;
-                    if keep(&event) {
-                        out.push(event);
-                    }
-                }
-            }
+        if limit == 0 {
+            return Ok(out);
         }
+        self.walk_newest_first(machine, |block| {
+            if block.header.last_id().is_some_and(|last| last < from) {
+                return Ok(Walk::Stop);
+            }
+            for event in block.events.into_iter().rev() {
+                if event.id < from {
+                    return Ok(Walk::Stop);
+                }
+                if event.time.as_micros() >= since
+                    && machine.is_none_or(|m| event.machine.as_deref() == Some(m))
+                {
+                    out.push(event);
+                    if out.len() >= limit {
+                        return Ok(Walk::Stop);
+                    }
+                }
+            }
+            Ok(Walk::On)
+        })?;
         out.reverse();
         Ok(out)
     }
@@ -468,42 +616,46 @@ impl Snapshot {
 
     /// A machine's latest `limit` boots, newest first, each with its requests.
     pub fn boots(&self, machine: &str, limit: usize) -> Result<Vec<BootDetail>> {
-        let index = self.txn.open_table(BOOTS_BY_MACHINE)?;
-        let boots = self.txn.open_table(BOOTS)?;
-        let events = self.txn.open_table(EVENTS)?;
-        let by_machine = self.txn.open_table(EVENTS_BY_MACHINE)?;
-        let mut out = Vec::new();
-        for entry in index.range((machine, 0)..=(machine, u64::MAX))?.rev() {
-            if out.len() >= limit {
-                break;
-            }
-            let id = entry?.0.value().1;
-            let Some(json) = boots.get(id)? else {
-                continue;
-            };
-            let boot: Boot = serde_json::from_str(json.value())?;
-            // Its requests follow it; a few may come after the next boot's
-            // script (a download that outlived it), so look a little further.
-            let mut requests = Vec::new();
-            let scan = boot.requests as usize + 256;
-            for entry in by_machine
-                .range((machine, id)..=(machine, u64::MAX))?
-                .take(scan)
-            {
-                let event_id = entry?.0.value().1;
-                let Some(json) = events.get(event_id)? else {
-                    continue;
-                };
-                let event: Event = serde_json::from_str(json.value())?;
-                if event.boot == Some(id) {
-                    requests.push(event);
-                    if requests.len() >= boot.requests as usize {
-                        break;
+        let floor = self.counters.floor;
+        // Newest record of each boot; the requests of each.
+        let mut boots: BTreeMap<u64, Boot> = BTreeMap::new();
+        let mut requests: HashMap<u64, Vec<Event>> = HashMap::new();
+        if limit > 0 {
+            self.walk_newest_first(Some(machine), |block| {
+                for boot in block.boots {
+                    if boot.machine == machine && boot.id >= floor {
+                        boots.entry(boot.id).or_insert(boot);
                     }
                 }
-            }
-            out.push(BootDetail { boot, requests });
+                for event in block.events.into_iter().rev() {
+                    if let Some(boot) = event.boot
+                        && event.id >= floor
+                        && event.machine.as_deref() == Some(machine)
+                    {
+                        requests.entry(boot).or_default().push(event);
+                    }
+                }
+                // Every boot that began in this block or later is known now
+                // (a boot's first record is in its script's block), and so
+                // are all their requests, which come after it.
+                let done = block
+                    .header
+                    .ids
+                    .first()
+                    .is_some_and(|&first| boots.range(first..).count() >= limit);
+                Ok(if done { Walk::Stop } else { Walk::On })
+            })?;
         }
+        let out = boots
+            .into_values()
+            .rev()
+            .take(limit)
+            .map(|boot| {
+                let mut requests = requests.remove(&boot.id).unwrap_or_default();
+                requests.reverse();
+                BootDetail { boot, requests }
+            })
+            .collect();
         Ok(out)
     }
 }
@@ -564,6 +716,60 @@ mod tests {
             tracker.assign(e, &mut changes);
         }
         store.write(&events, &changes, retention, now).unwrap()
+    }
+
+    /// The numbers of the blocks in the store.
+    fn block_numbers(r: &Snapshot) -> Vec<u64> {
+        let blocks = r.txn.open_table(BLOCKS).unwrap();
+        blocks
+            .iter()
+            .unwrap()
+            .map(|e| e.unwrap().0.value())
+            .collect()
+    }
+
+    #[test]
+    fn a_boot_spread_over_commits_reads_back_whole_and_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut tracker) = open_with_tracker(&dir.path().join("e.redb"));
+        let commits = [
+            vec![
+                request(1, "gw1", "/boot/ipxe"),
+                request(2, "gw2", "/boot/ipxe"),
+            ],
+            vec![request(3, "gw1", "/files/vmlinuz")],
+            vec![request(4, "gw2", "/files/initrd")],
+            vec![
+                request(5, "gw1", "/files/initrd"),
+                request(6, "gw2", "/boot/ipxe"),
+            ],
+        ];
+        for events in commits {
+            record(&store, &mut tracker, events, KEEP_ALL, at(7));
+        }
+        // A commit of boots only (what settling quiet boots writes).
+        let mut quiet = Changes::default();
+        tracker.settle_idle(at(1000), &mut quiet);
+        assert!(!quiet.updated.is_empty());
+        store.write(&[], &quiet, KEEP_ALL, at(1000)).unwrap();
+
+        let r = store.snapshot().unwrap();
+        let gw1 = r.boots("gw1", 10).unwrap();
+        assert_eq!(gw1.len(), 1);
+        assert_eq!(gw1[0].boot.requests, 3);
+        assert_eq!(gw1[0].boot.files, 2);
+        assert!(gw1[0].boot.settled, "the newest record is read");
+        let times: Vec<_> = gw1[0].requests.iter().map(|e| e.time).collect();
+        assert_eq!(times, [at(1), at(3), at(5)]);
+
+        let gw2 = r.boots("gw2", 10).unwrap();
+        let ids: Vec<_> = gw2.iter().map(|d| d.boot.id).collect();
+        assert_eq!(ids, [at(6).as_micros(), at(2).as_micros()]);
+        assert_eq!(gw2[1].requests.len(), 2);
+        assert_eq!(r.boots("gw2", 1).unwrap().len(), 1);
+        assert!(r.boots("gw3", 1).unwrap().is_empty());
+        assert_eq!(events_of(&r, "gw2").len(), 3);
+        assert_eq!(r.event_count().unwrap(), 6);
     }
 
     #[test]
@@ -657,6 +863,9 @@ mod tests {
         assert_eq!(r.boots("gw1", 100).unwrap().len(), 10);
         let indexed = events_of(&r, "gw1");
         assert_eq!(indexed.len(), 10);
+        // The first commit's block is wholly trimmed and gone; the second is
+        // kept for the events of it above the floor.
+        assert_eq!(block_numbers(&r), [1, 2]);
         drop(r);
 
         // By age: an hour later with a 30-minute limit, everything older goes
@@ -670,6 +879,8 @@ mod tests {
         let r = store.snapshot().unwrap();
         assert_eq!(r.event_count().unwrap(), 1);
         assert_eq!(r.boots("gw1", 100).unwrap().len(), 0);
+        assert_eq!(block_numbers(&r), [3]);
+        assert!(events_of(&r, "gw1").is_empty());
         assert_eq!(r.machine("gw1").unwrap().unwrap().last_seen, at(17));
     }
 
