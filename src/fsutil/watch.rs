@@ -104,11 +104,13 @@ impl ChangeWatch {
     /// any of it starts a new one.
     pub fn observe(&self) -> Seen {
         let mut state = self.lock();
-        let mut buf = [0u8; 4096];
+        // Only whether there was anything matters; not zeroed, as this is
+        // every script request.
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
         let mut changed = false;
         loop {
             match rustix::io::read(&self.fd, &mut buf) {
-                Ok(0) | Err(Errno::AGAIN) => break,
+                Ok(([], _)) | Err(Errno::AGAIN) => break,
                 Ok(_) => changed = true,
                 Err(Errno::INTR) => continue,
                 // Cannot tell: treat it as a change, every time.
