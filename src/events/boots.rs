@@ -25,10 +25,29 @@ use super::model::{Boot, Event, Kind, Outcome, Timestamp};
 pub struct Changes {
     /// Boots whose record changed, by id: to be written.
     pub updated: BTreeMap<u64, Boot>,
-    /// Boots that settled in this step: to be counted.
-    pub settled: Vec<Boot>,
-    /// Boots that began in this step.
-    pub started: Vec<Boot>,
+    /// Boots that settled in this step, as they stood then: to be counted.
+    pub settled: Vec<Settled>,
+    /// Boots that began in this step, by id; their records are in `updated`.
+    pub started: Vec<u64>,
+}
+
+/// How a boot stood when it settled: what the metrics count. (A late
+/// request can still change the stored record, not the count.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub id: u64,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+}
+
+impl Settled {
+    fn of(boot: &Boot) -> Self {
+        Self {
+            id: boot.id,
+            outcome: boot.outcome,
+            reason: boot.reason.clone(),
+        }
+    }
 }
 
 impl Changes {
@@ -68,22 +87,32 @@ impl BootTracker {
         if event.kind != Kind::Request {
             return;
         }
-        let Some(machine) = event.machine.clone() else {
-            return;
-        };
         if event.is_boot_script() {
-            if let Some(previous) = self.latest.get_mut(&machine)
+            let Some(machine) = event.machine.clone() else {
+                return;
+            };
+            let boot = self.start(event, machine, changes);
+            let previous = match self.latest.get_mut(&boot.machine) {
+                Some(slot) => Some(std::mem::replace(slot, boot)),
+                None => {
+                    self.latest.insert(boot.machine.clone(), boot);
+                    None
+                }
+            };
+            // The previous boot has left `latest`: settle it, hand it over.
+            if let Some(mut previous) = previous
                 && !previous.settled
             {
                 previous.settled = true;
-                changes.settled.push(previous.clone());
-                changes.updated.insert(previous.id, previous.clone());
+                changes.settled.push(Settled::of(&previous));
+                changes.updated.insert(previous.id, previous);
             }
-            let boot = self.start(event, machine.clone(), changes);
-            self.latest.insert(machine, boot);
             return;
         }
-        let Some(boot) = self.latest.get_mut(&machine) else {
+        let Some(machine) = event.machine.as_deref() else {
+            return;
+        };
+        let Some(boot) = self.latest.get_mut(machine) else {
             return;
         };
         let in_window = event.time >= boot.started
@@ -110,7 +139,7 @@ impl BootTracker {
             fail(boot, event);
             if !boot.settled {
                 boot.settled = true;
-                changes.settled.push(boot.clone());
+                changes.settled.push(Settled::of(boot));
             }
         }
         changes.updated.insert(boot.id, boot.clone());
@@ -139,10 +168,10 @@ impl BootTracker {
             // Without a script there is nothing more to this boot.
             fail(&mut boot, event);
             boot.settled = true;
-            changes.settled.push(boot.clone());
+            changes.settled.push(Settled::of(&boot));
         }
         event.boot = Some(boot.id);
-        changes.started.push(boot.clone());
+        changes.started.push(boot.id);
         changes.updated.insert(boot.id, boot.clone());
         boot
     }
@@ -152,7 +181,7 @@ impl BootTracker {
         for boot in self.latest.values_mut() {
             if !boot.settled && now.since(boot.last_activity) > self.settle {
                 boot.settled = true;
-                changes.settled.push(boot.clone());
+                changes.settled.push(Settled::of(boot));
                 changes.updated.insert(boot.id, boot.clone());
             }
         }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::boots::{BootTracker, Changes};
+use super::boots::{BootTracker, Changes, Settled};
 use super::model::{Boot, Event, Timestamp};
 use super::store::{Retention, Store};
 
@@ -43,16 +43,16 @@ const TRIM_EVERY: Duration = Duration::from_secs(60);
 
 /// What the writer tells the rest of the server about boots.
 #[derive(Debug, Clone)]
-pub enum BootNotice {
+pub enum BootNotice<'a> {
     /// A machine's latest boot as stored by the last run, at start-up.
-    Resumed(Boot),
-    Started(Boot),
-    Settled(Boot),
+    Resumed(&'a Boot),
+    Started(&'a Boot),
+    Settled(&'a Settled),
     /// The number of boots not settled yet.
     Open(usize),
 }
 
-pub type Notify = Box<dyn Fn(BootNotice) + Send>;
+pub type Notify = Box<dyn Fn(BootNotice<'_>) + Send>;
 
 #[derive(Debug, Clone, Copy)]
 pub struct WriterConfig {
@@ -205,7 +205,7 @@ impl Writer {
             let Some(boot) = seen.last_boot else {
                 continue;
             };
-            (self.notify)(BootNotice::Resumed(boot.clone()));
+            (self.notify)(BootNotice::Resumed(&boot));
             if let Some(settled) = self.tracker.resume(boot, now) {
                 changes.updated.insert(settled.id, settled);
             }
@@ -315,11 +315,13 @@ impl Writer {
                 });
             }
         }
-        for boot in changes.started {
-            (self.notify)(BootNotice::Started(boot));
+        for id in &changes.started {
+            if let Some(boot) = changes.updated.get(id) {
+                (self.notify)(BootNotice::Started(boot));
+            }
         }
-        for boot in changes.settled {
-            (self.notify)(BootNotice::Settled(boot));
+        for settled in &changes.settled {
+            (self.notify)(BootNotice::Settled(settled));
         }
         (self.notify)(BootNotice::Open(self.tracker.open()));
     }
@@ -416,7 +418,11 @@ mod tests {
         let recorder = Recorder::start(
             store.clone(),
             config,
-            Box::new(move |n| sink.lock().unwrap().push(n)),
+            Box::new(move |n| {
+                // Only whether a boot settled matters here.
+                let settled = matches!(n, BootNotice::Settled(_));
+                sink.lock().unwrap().push(settled);
+            }),
         )
         .unwrap();
         let sent = Instant::now();
@@ -431,11 +437,7 @@ mod tests {
         );
 
         wait_until("the boot to settle", || {
-            notices
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|n| matches!(n, BootNotice::Settled(_)))
+            notices.lock().unwrap().iter().any(|&settled| settled)
         });
         let events = store
             .snapshot()

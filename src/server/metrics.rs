@@ -103,7 +103,7 @@ impl Metrics {
         ConnectionGuard(self)
     }
 
-    pub fn boot(&self, notice: BootNotice) {
+    pub fn boot(&self, notice: BootNotice<'_>) {
         match notice {
             BootNotice::Resumed(boot) => self.set_last_boot(&boot.machine, boot.started),
             BootNotice::Started(boot) => {
@@ -415,8 +415,9 @@ fn escape_label(value: &str) -> String {
 mod tests {
     use super::*;
     use crate::events::Boot;
+    use crate::events::boots::Settled;
 
-    fn boot(machine: &str, outcome: Outcome, reason: Option<&str>) -> Boot {
+    fn boot(machine: &str) -> Boot {
         Boot {
             id: 1,
             machine: machine.into(),
@@ -427,8 +428,8 @@ mod tests {
             mac: None,
             platform: None,
             buildarch: None,
-            outcome,
-            reason: reason.map(str::to_string),
+            outcome: Outcome::ScriptOnly,
+            reason: None,
             failed_request: None,
             requests: 1,
             files: 0,
@@ -445,16 +446,12 @@ mod tests {
         m.request("/files", 200, 1000, None);
         m.handshake_failure("foreign-ca");
         let conn = m.connection_opened();
-        m.boot(BootNotice::Started(boot(
-            "gw\"1",
-            Outcome::ScriptOnly,
-            None,
-        )));
-        m.boot(BootNotice::Settled(boot(
-            "gw2",
-            Outcome::Failed,
-            Some("revoked"),
-        )));
+        m.boot(BootNotice::Started(&boot("gw\"1")));
+        m.boot(BootNotice::Settled(&Settled {
+            id: 2,
+            outcome: Outcome::Failed,
+            reason: Some("revoked".into()),
+        }));
         let old = super::super::TlsSession {
             version: "TLSv1.2".into(),
             suite: "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256".into(),

@@ -186,7 +186,12 @@ mod tests {
             max_events: 100,
         };
         store
-            .write(std::slice::from_ref(&next), &Changes::default(), retention, next.time)
+            .write(
+                std::slice::from_ref(&next),
+                &Changes::default(),
+                retention,
+                next.time,
+            )
             .unwrap();
         let r = store.snapshot().unwrap();
         assert_eq!(r.event_count().unwrap(), 100);
