@@ -15,6 +15,22 @@ pub struct Peer {
     pub fingerprint: Option<Fingerprint>,
     /// The TLS protocol version and cipher suite the handshake settled on.
     pub tls: Arc<TlsSession>,
+    /// `addr` and `tls` as text, made once per connection for the log
+    /// line and the history event of each request.
+    pub addr_text: Arc<str>,
+    pub tls_text: Arc<str>,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr, fingerprint: Option<Fingerprint>, tls: TlsSession) -> Self {
+        Self {
+            addr,
+            fingerprint,
+            addr_text: addr.to_string().into(),
+            tls_text: tls.to_string().into(),
+            tls: Arc::new(tls),
+        }
+    }
 }
 
 /// What a handshake settled on, e.g. `TLSv1.2` and

@@ -176,12 +176,7 @@ impl Server {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<()> {
-        let router = routes::router(self.state.clone())
-            .layer(axum::middleware::from_fn(access_log::log_request))
-            .layer(axum::middleware::from_fn_with_state(
-                self.telemetry.clone(),
-                record::record_request,
-            ));
+        let router = routes::router(self.state.clone());
         tokio::pin!(shutdown);
         loop {
             let (stream, addr) = tokio::select! {
@@ -300,12 +295,8 @@ async fn serve_connection(
                     .unwrap_or_default(),
                 legacy: false,
             };
-            let peer = Peer {
-                addr,
-                fingerprint,
-                tls: Arc::new(session),
-            };
-            serve_http(stream, peer, router, &telemetry).await
+            let peer = Peer::new(addr, fingerprint, session);
+            serve_http(stream, peer, router, telemetry.clone()).await
         }
         Secured::Legacy(stream) => {
             let negotiated = legacy_tls::negotiated(&stream);
@@ -320,12 +311,8 @@ async fn serve_connection(
                 suite: negotiated.suite.unwrap_or_default().to_string(),
                 legacy: true,
             };
-            let peer = Peer {
-                addr,
-                fingerprint: legacy_tls::peer_fingerprint(&stream),
-                tls: Arc::new(session),
-            };
-            serve_http(stream, peer, router, &telemetry).await
+            let peer = Peer::new(addr, legacy_tls::peer_fingerprint(&stream), session);
+            serve_http(stream, peer, router, telemetry.clone()).await
         }
     }
 }
@@ -335,7 +322,7 @@ async fn serve_http<S>(
     stream: S,
     peer: Peer,
     router: axum::Router,
-    telemetry: &Telemetry,
+    telemetry: Arc<Telemetry>,
 ) -> Result<()>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -348,10 +335,25 @@ where
     timed.set_write_timeout(Some(IDLE_TIMEOUT));
     let io = TokioIo::new(Box::pin(timed));
 
+    // Every request is logged and recorded around the router's answer;
+    // done here rather than as two router layers, which cost a boxed future
+    // and a service clone each per request.
     let service =
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(peer.clone());
-            router.clone().oneshot(request.map(axum::body::Body::new))
+            let request = request.map(axum::body::Body::new);
+            let logging = access_log::Logging::begin(&request);
+            let recording = record::Recording::begin(&telemetry, &peer, &request);
+            let answer = router.clone().oneshot(request);
+            let peer = peer.clone();
+            async move {
+                let response = match answer.await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                };
+                logging.finish(&peer, &response);
+                Ok::<_, std::convert::Infallible>(recording.finish(&peer, response))
+            }
         });
     hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

@@ -7,14 +7,14 @@
 //! `/healthz` is counted in the metrics but not recorded: a load balancer
 //! polling it would push every boot out of the history.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Extension, Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{Method, header};
@@ -30,83 +30,114 @@ use crate::events::{Event, Kind, Timestamp};
 /// Longest query value kept; iPXE's are a few dozen characters.
 const MAX_QUERY_VALUE: usize = 64;
 
-pub async fn record_request(
-    State(telemetry): State<Arc<Telemetry>>,
-    Extension(peer): Extension<Peer>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let began = Instant::now();
-    let mut event = Event::new(Kind::Request, Timestamp::now(), peer.addr.to_string());
-    let path = request.uri().path();
-    let route = route_of(path);
-    event.path = Some(loggable_path(path));
-    event.method = Some(request.method().to_string());
-    event.tls = Some(peer.tls.to_string());
-    if let Some(query) = request.uri().query() {
-        for (name, value) in query_pairs(query) {
-            let slot = match name.as_str() {
-                "mac" => &mut event.mac,
-                "platform" => &mut event.platform,
-                "buildarch" => &mut event.buildarch,
-                _ => continue,
-            };
-            *slot = Some(value);
+/// A request's history event, begun when the request arrives.
+pub struct Recording {
+    telemetry: Arc<Telemetry>,
+    event: Event,
+    began: Instant,
+    route: &'static str,
+    head: bool,
+}
+
+impl Recording {
+    pub fn begin(telemetry: &Arc<Telemetry>, peer: &Peer, request: &Request) -> Self {
+        let began = Instant::now();
+        let mut event = Event::new(Kind::Request, Timestamp::now(), peer.addr_text.to_string());
+        let path = request.uri().path();
+        let route = route_of(path);
+        event.path = Some(loggable_path(path));
+        event.method = Some(request.method().as_str().to_owned());
+        event.tls = Some(peer.tls_text.to_string());
+        if let Some(query) = request.uri().query() {
+            for (name, value) in query_pairs(query) {
+                let slot = match name.as_ref() {
+                    "mac" => &mut event.mac,
+                    "platform" => &mut event.platform,
+                    "buildarch" => &mut event.buildarch,
+                    _ => continue,
+                };
+                *slot = Some(value);
+            }
+        }
+        Self {
+            telemetry: telemetry.clone(),
+            event,
+            began,
+            route,
+            head: request.method() == Method::HEAD,
         }
     }
-    let head = request.method() == Method::HEAD;
 
-    let response = next.run(request).await;
+    /// Fills in what the response says and wraps its body, so that the
+    /// event is recorded when the body is done.
+    pub fn finish(self, peer: &Peer, response: Response) -> Response {
+        let Self {
+            telemetry,
+            mut event,
+            began,
+            route,
+            head,
+        } = self;
+        let served = response.extensions().get::<Served>();
+        event.machine = served.map(|s| String::from(&*s.machine));
+        event.fingerprint = served
+            .map(|s| &s.fingerprint)
+            .or(peer.fingerprint.as_ref())
+            .map(|fp| fp.as_str().to_owned());
+        event.reason = response
+            .extensions()
+            .get::<EventReason>()
+            .map(|r| r.0.to_string());
+        event.status = Some(response.status().as_u16());
+        event.expected_bytes = if head {
+            Some(0)
+        } else {
+            response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .or_else(|| response.body().size_hint().exact())
+        };
 
-    let served = response.extensions().get::<Served>();
-    event.machine = served.map(|s| s.machine.to_string());
-    event.fingerprint = served
-        .map(|s| s.fingerprint.to_string())
-        .or_else(|| peer.fingerprint.as_ref().map(ToString::to_string));
-    event.reason = response
-        .extensions()
-        .get::<EventReason>()
-        .map(|r| r.0.to_string());
-    event.status = Some(response.status().as_u16());
-    event.expected_bytes = if head {
-        Some(0)
-    } else {
-        response
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .or_else(|| response.body().size_hint().exact())
-    };
-
-    let pending = Pending {
-        telemetry,
-        event,
-        began,
-        route,
-        keep: route != "/healthz",
-    };
-    response.map(|body| {
-        Body::new(Counted {
-            inner: body,
-            sent: 0,
-            ended: false,
-            pending: Some(pending),
+        let pending = Pending {
+            telemetry,
+            event,
+            began,
+            route,
+            keep: route != "/healthz",
+        };
+        response.map(|body| {
+            Body::new(Counted {
+                inner: body,
+                sent: 0,
+                ended: false,
+                pending: Some(pending),
+            })
         })
-    })
+    }
 }
 
 /// `name=value` pairs of a query string, decoded, values cut to a sane length
 /// and stripped of control characters (they end up on terminals). A name
 /// without a value says nothing and is left out.
-fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, String)> + '_ {
     form_urlencoded::parse(query.as_bytes()).filter_map(|(name, value)| {
-        let value: String = value
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(MAX_QUERY_VALUE)
-            .collect();
-        (!value.is_empty()).then(|| (name.into_owned(), value))
+        let value = loggable_value(&value);
+        (!value.is_empty()).then_some((name, value))
     })
+}
+
+/// A query value as kept: control characters out, at most
+/// [`MAX_QUERY_VALUE`] characters.
+fn loggable_value(value: &str) -> String {
+    if value.len() <= MAX_QUERY_VALUE && !value.chars().any(char::is_control) {
+        return value.to_owned();
+    }
+    value
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_QUERY_VALUE)
+        .collect()
 }
 
 /// The record waiting for its body to finish.
@@ -198,6 +229,7 @@ mod tests {
     fn query_values_are_decoded_and_tamed() {
         let pairs: Vec<_> =
             query_pairs("mac=52%3A54%3A00%3A12%3A34%3A56&platform=efi&x&mac=&buildarch=a%0Ab+c")
+                .map(|(name, value)| (name.into_owned(), value))
                 .collect();
         assert_eq!(
             pairs,
@@ -209,5 +241,18 @@ mod tests {
         );
         let long = format!("mac={}", "a".repeat(500));
         assert_eq!(query_pairs(&long).next().unwrap().1.len(), MAX_QUERY_VALUE);
+        let long_with_control = format!("mac=%07{}", "é".repeat(100));
+        let kept = query_pairs(&long_with_control).next().unwrap().1;
+        assert_eq!(kept, "é".repeat(MAX_QUERY_VALUE));
+    }
+
+    #[test]
+    fn paths_are_cut_at_a_character_and_tokens_hidden() {
+        assert_eq!(loggable_path("/files/vmlinuz"), "/files/vmlinuz");
+        assert_eq!(loggable_path("/secrets/abcdef"), "/secrets/<token>");
+        let long = format!("/files/{}", "é".repeat(300));
+        let shown = loggable_path(&long);
+        assert_eq!(shown.chars().count(), 256);
+        assert!(long.starts_with(&shown));
     }
 }
