@@ -9,9 +9,11 @@
 //! per line (`--log-format json`) for log shippers.
 
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
+
+use super::log_line::{PlainFields, PlainLine};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -41,14 +43,20 @@ where
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = match (format, journal) {
         (LogFormat::Json, _) => builder.json().try_init(),
         (LogFormat::Text, true) => builder
             .with_ansi(false)
-            .event_format(JournalPriority(format::format().without_time()))
+            .fmt_fields(PlainFields)
+            .event_format(JournalPriority(PlainLine { timestamps: false }))
             .try_init(),
+        // Colours: the stock formatter.
+        (LogFormat::Text, false) if terminal => builder.with_ansi(true).try_init(),
         (LogFormat::Text, false) => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_ansi(false)
+            .fmt_fields(PlainFields)
+            .event_format(PlainLine { timestamps: true })
             .try_init(),
     };
 }

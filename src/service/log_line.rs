@@ -1,0 +1,342 @@
+//! Plain-text log lines, byte for byte what `tracing-subscriber`'s default
+//! format writes without colours (`2026-12-01T10:00:01.123456Z  INFO
+//! target: message name="value" n=5`), written with less work: the access
+//! log writes one per request, and the stock formatter cost about a tenth
+//! of the CPU of a boot script request (see `docs/performance.md`).
+//!
+//! What it does differently: the date and time up to the second are
+//! formatted once per second per thread, and string and integer fields that
+//! need no escaping are written directly. Everything else (messages, other
+//! types, errors, strings that need escaping) goes through the stock
+//! visitor, so it comes out the same. bootgate opens no spans, so none are
+//! printed. With colours (a terminal), the stock formatter is used.
+
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+
+use time::OffsetDateTime;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_log::NormalizeEvent;
+use tracing_subscriber::field::{RecordFields, VisitOutput};
+use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::fmt::format::{DefaultVisitor, FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The line's frame: time (unless the journal adds its own), level, target.
+pub struct PlainLine {
+    pub timestamps: bool,
+}
+
+impl<S, N> FormatEvent<S, N> for PlainLine
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        if self.timestamps {
+            write_now(&mut writer)?;
+            writer.write_char(' ')?;
+        }
+        writer.write_str(level_text(*meta.level()))?;
+        writer.write_char(' ')?;
+        writer.write_str(meta.target())?;
+        writer.write_str(": ")?;
+        ctx.format_fields(writer.by_ref(), event)?;
+        writer.write_char('\n')
+    }
+}
+
+fn level_text(level: Level) -> &'static str {
+    match level {
+        Level::TRACE => "TRACE",
+        Level::DEBUG => "DEBUG",
+        Level::INFO => " INFO",
+        Level::WARN => " WARN",
+        Level::ERROR => "ERROR",
+    }
+}
+
+thread_local! {
+    /// The second last formatted on this thread and its text up to the
+    /// fraction: `2026-12-01T10:00:01.`.
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// The current time as RFC 3339 UTC with microseconds.
+fn write_now(writer: &mut Writer<'_>) -> fmt::Result {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    write_time(writer, now.as_secs(), now.subsec_micros())
+}
+
+fn write_time(writer: &mut impl fmt::Write, secs: u64, micros: u32) -> fmt::Result {
+    SECOND.with_borrow_mut(|(second, prefix)| {
+        if *second != secs {
+            prefix.clear();
+            let Some(date) = i64::try_from(secs)
+                .ok()
+                .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+                .filter(|d| (0..=9999).contains(&d.year()))
+            else {
+                // Out of the four-digit years: as the stock timer writes it.
+                return SystemTime.format_time(&mut Writer::new(writer));
+            };
+            write!(
+                prefix,
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.",
+                date.year(),
+                u8::from(date.month()),
+                date.day(),
+                date.hour(),
+                date.minute(),
+                date.second()
+            )?;
+            *second = secs;
+        }
+        writer.write_str(prefix)?;
+        write!(writer, "{micros:06}Z")
+    })
+}
+
+/// Fields as `name=value`, separated by spaces, message first.
+pub struct PlainFields;
+
+impl<'w> FormatFields<'w> for PlainFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut visitor = PlainVisitor {
+            writer,
+            is_empty: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct PlainVisitor<'w> {
+    writer: Writer<'w>,
+    is_empty: bool,
+    result: fmt::Result,
+}
+
+impl PlainVisitor<'_> {
+    /// Whether `name` is written as is: not the message, not log metadata
+    /// (which the stock visitor leaves out), not a raw identifier.
+    fn is_plain(name: &str) -> bool {
+        name != "message" && !name.starts_with("log.") && !name.starts_with("r#")
+    }
+
+    /// Writes `name=` after a separator, as the stock visitor does.
+    fn start(&mut self, name: &str) -> fmt::Result {
+        if self.is_empty {
+            self.is_empty = false;
+        } else {
+            self.writer.write_char(' ')?;
+        }
+        self.writer.write_str(name)?;
+        self.writer.write_char('=')
+    }
+
+    /// Hands a field to the stock visitor, which writes it (and the
+    /// separator before it) the stock way.
+    fn stock(&mut self, field: &Field, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+        if self.result.is_err() {
+            return;
+        }
+        let mut stock = DefaultVisitor::new(self.writer.by_ref(), self.is_empty);
+        record(&mut stock);
+        self.result = stock.finish();
+        // It writes nothing for log metadata, and something for the rest.
+        self.is_empty &= field.name().starts_with("log.");
+    }
+}
+
+/// Whether `s` prints the same with `{:?}` between quotes: printable ASCII
+/// without quotes or backslashes.
+fn needs_no_escape(s: &str) -> bool {
+    s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
+
+impl Visit for PlainVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.result.is_ok() && Self::is_plain(field.name()) && needs_no_escape(value) {
+            self.result = self.start(field.name()).and_then(|()| {
+                self.writer.write_char('"')?;
+                self.writer.write_str(value)?;
+                self.writer.write_char('"')
+            });
+            return;
+        }
+        self.stock(field, |v| v.record_str(field, value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.result.is_ok() && Self::is_plain(field.name()) {
+            let mut digits = itoa::Buffer::new();
+            let text = digits.format(value);
+            self.result = self
+                .start(field.name())
+                .and_then(|()| self.writer.write_str(text));
+            return;
+        }
+        self.stock(field, |v| v.record_u64(field, value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.result.is_ok() && Self::is_plain(field.name()) {
+            let mut digits = itoa::Buffer::new();
+            let text = digits.format(value);
+            self.result = self
+                .start(field.name())
+                .and_then(|()| self.writer.write_str(text));
+            return;
+        }
+        self.stock(field, |v| v.record_i64(field, value));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.stock(field, |v| v.record_error(field, value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.stock(field, |v| v.record_debug(field, value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::*;
+
+    /// Where a test's subscriber writes.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl MakeWriter<'_> for Buffer {
+        type Writer = Buffer;
+        fn make_writer(&self) -> Buffer {
+            self.clone()
+        }
+    }
+
+    impl Buffer {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    /// Events of every shape the server logs, and some it does not.
+    fn emit_all() {
+        let addr: std::net::SocketAddr = "192.0.2.7:4000".parse().unwrap();
+        let method = http::Method::GET;
+        tracing::info!(
+            target: "bootgate::access",
+            peer = %addr,
+            machine = "gw1",
+            fingerprint = "-",
+            %method,
+            path = "/boot/ipxe",
+            status = 200u16,
+            bytes = 12u64,
+            ms = 0u64,
+        );
+        tracing::warn!(
+            path = "a \"quoted\" \\ path",
+            name = "é\u{7}\n",
+            "a message {} with args",
+            5
+        );
+        tracing::error!(
+            r#type = "raw",
+            negative = -5i64,
+            flag = true,
+            ratio = 0.5f64,
+            "plain"
+        );
+        let err = std::io::Error::other("disk full");
+        tracing::info!(error = &err as &dyn std::error::Error, "with an error");
+        tracing::debug!(message = "explicit message", after = 1u64);
+        tracing::trace!(only = "fields", empty = "");
+    }
+
+    /// What `emit_all` logs through the stock formatter or this one.
+    fn lines(stock: bool, timestamps: bool) -> String {
+        let buffer = Buffer::default();
+        let builder = tracing_subscriber::fmt()
+            .with_writer(buffer.clone())
+            .with_ansi(false)
+            .with_max_level(Level::TRACE);
+        if stock {
+            let subscriber = builder.without_time().finish();
+            tracing::subscriber::with_default(subscriber, emit_all);
+        } else {
+            let subscriber = builder
+                .fmt_fields(PlainFields)
+                .event_format(PlainLine { timestamps })
+                .finish();
+            tracing::subscriber::with_default(subscriber, emit_all);
+        }
+        buffer.text()
+    }
+
+    #[test]
+    fn lines_are_what_the_stock_formatter_writes() {
+        let stock = lines(true, false);
+        assert_eq!(stock.lines().count(), 6, "{stock}");
+        assert!(
+            stock.starts_with(
+                " INFO bootgate::access: peer=192.0.2.7:4000 machine=\"gw1\" fingerprint=\"-\" \
+                 method=GET path=\"/boot/ipxe\" status=200 bytes=12 ms=0\n"
+            ),
+            "{stock}"
+        );
+        assert_eq!(lines(false, false), stock);
+
+        // With the time in front, the rest is the same.
+        let timed = lines(false, true);
+        for (timed, stock) in timed.lines().zip(stock.lines()) {
+            let (time, rest) = timed.split_at(27);
+            assert_eq!(rest, format!(" {stock}"));
+            let parsed: crate::events::Timestamp = time.parse().unwrap();
+            assert!(time.ends_with('Z') && parsed.as_micros() > 0, "{time}");
+        }
+    }
+
+    #[test]
+    fn times_are_rfc3339_with_microseconds() {
+        let mut out = String::new();
+        write_time(&mut out, 1_748_772_001, 123_456).unwrap();
+        assert_eq!(out, "2025-06-01T10:00:01.123456Z");
+        out.clear();
+        // The same second again, from the kept prefix.
+        write_time(&mut out, 1_748_772_001, 7).unwrap();
+        assert_eq!(out, "2025-06-01T10:00:01.000007Z");
+        out.clear();
+        write_time(&mut out, 1_748_772_062, 0).unwrap();
+        assert_eq!(out, "2025-06-01T10:01:02.000000Z");
+    }
+}
