@@ -41,6 +41,21 @@ fn renders_the_machine_script_with_its_variables() {
              echo ${{netX/mac}} $HOME $undefined ${{undefined}} gateway\n"
         )
     );
+
+    // A GET of the script is answered without the router; HEAD and other
+    // methods go through it, and agree with it.
+    let client = env.client();
+    let path = "/boot/ipxe?mac=52:54:00:12:34:56&platform=efi&buildarch=x86_64&extra=1";
+    let head = client.request("HEAD", path, Some(&id), &[]).unwrap();
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    let length = response.body.len().to_string();
+    assert_eq!(head.header("content-length"), Some(length.as_str()));
+    assert_eq!(head.header("content-type"), response.header("content-type"));
+    let post = client
+        .request("POST", "/boot/ipxe", Some(&id), &[])
+        .unwrap();
+    assert_eq!(post.status, 405);
 }
 
 /// Waits until the server's file cache trusts `path` as it is now: it keeps

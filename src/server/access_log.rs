@@ -18,7 +18,7 @@ pub struct Logging {
 }
 
 impl Logging {
-    pub fn begin(request: &Request) -> Self {
+    pub fn begin<B>(request: &Request<B>) -> Self {
         Self {
             started: Instant::now(),
             method: request.method().clone(),

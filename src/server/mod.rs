@@ -60,6 +60,7 @@ use tower::ServiceExt;
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::events::Timestamp;
+use crate::events::model::BOOT_SCRIPT_PATH;
 use crate::names::Fingerprint;
 use handshake::{HandshakeFailure, ReadCount};
 use hello::Replay;
@@ -176,7 +177,10 @@ impl Server {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<()> {
-        let router = routes::router(self.state.clone());
+        let answers = Answers {
+            router: routes::router(self.state.clone()),
+            state: self.state.clone(),
+        };
         tokio::pin!(shutdown);
         loop {
             let (stream, addr) = tokio::select! {
@@ -192,10 +196,10 @@ impl Server {
                 () = &mut shutdown => return Ok(()),
             };
             let tls = self.tls.clone();
-            let router = router.clone();
+            let answers = answers.clone();
             let telemetry = self.telemetry.clone();
             tokio::spawn(async move {
-                if let Err(err) = serve_connection(stream, addr, tls, router, telemetry).await {
+                if let Err(err) = serve_connection(stream, addr, tls, answers, telemetry).await {
                     tracing::debug!(peer = %addr, "connection ended: {err}");
                 }
             });
@@ -251,7 +255,7 @@ async fn serve_connection(
     stream: TcpStream,
     addr: SocketAddr,
     tls: Arc<Stacks>,
-    router: axum::Router,
+    answers: Answers,
     telemetry: Arc<Telemetry>,
 ) -> Result<()> {
     let _open = telemetry.metrics.connection_opened();
@@ -296,7 +300,7 @@ async fn serve_connection(
                 legacy: false,
             };
             let peer = Peer::new(addr, fingerprint, session);
-            serve_http(stream, peer, router, telemetry.clone()).await
+            serve_http(stream, peer, answers, telemetry.clone()).await
         }
         Secured::Legacy(stream) => {
             let negotiated = legacy_tls::negotiated(&stream);
@@ -312,16 +316,24 @@ async fn serve_connection(
                 legacy: true,
             };
             let peer = Peer::new(addr, legacy_tls::peer_fingerprint(&stream), session);
-            serve_http(stream, peer, router, telemetry.clone()).await
+            serve_http(stream, peer, answers, telemetry.clone()).await
         }
     }
+}
+
+/// What answers a machine connection's requests: the router, and the state
+/// the boot script is answered from directly.
+#[derive(Clone)]
+struct Answers {
+    router: axum::Router,
+    state: Arc<state::AppState>,
 }
 
 /// Serves HTTP/1.1 on an established TLS connection.
 async fn serve_http<S>(
     stream: S,
     peer: Peer,
-    router: axum::Router,
+    answers: Answers,
     telemetry: Arc<Telemetry>,
 ) -> Result<()>
 where
@@ -335,21 +347,28 @@ where
     timed.set_write_timeout(Some(IDLE_TIMEOUT));
     let io = TokioIo::new(Box::pin(timed));
 
-    // Every request is logged and recorded around the router's answer;
-    // done here rather than as two router layers, which cost a boxed future
-    // and a service clone each per request.
+    // Every request is logged and recorded around its answer; done here
+    // rather than as two router layers, which cost a boxed future and a
+    // service clone each per request. The boot script, what every boot
+    // starts with, is answered without the router.
     let service =
-        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(peer.clone());
-            let request = request.map(axum::body::Body::new);
+        hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             let logging = access_log::Logging::begin(&request);
             let recording = record::Recording::begin(&telemetry, &peer, &request);
-            let answer = router.clone().oneshot(request);
+            let answers = answers.clone();
             let peer = peer.clone();
             async move {
-                let response = match answer.await {
-                    Ok(response) => response,
-                    Err(never) => match never {},
+                let response = if request.method() == http::Method::GET
+                    && request.uri().path() == BOOT_SCRIPT_PATH
+                {
+                    routes::boot_script_for(&answers.state, &peer, request.uri()).await
+                } else {
+                    let mut request = request.map(axum::body::Body::new);
+                    request.extensions_mut().insert(peer.clone());
+                    match answers.router.oneshot(request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    }
                 };
                 logging.finish(&peer, &response);
                 Ok::<_, std::convert::Infallible>(recording.finish(&peer, response))

@@ -40,7 +40,7 @@ pub struct Recording {
 }
 
 impl Recording {
-    pub fn begin(telemetry: &Arc<Telemetry>, peer: &Peer, request: &Request) -> Self {
+    pub fn begin<B>(telemetry: &Arc<Telemetry>, peer: &Peer, request: &Request<B>) -> Self {
         let began = Instant::now();
         let mut event = Event::new(Kind::Request, Timestamp::now(), peer.addr_text.to_string());
         let path = request.uri().path();

@@ -26,6 +26,7 @@ use crate::bootcfg::template::{self, Vars};
 use crate::bootcfg::variables::{self, MachineVars};
 use crate::datadir::registry::Machine;
 use crate::datadir::{DataDir, SCRIPT_FILE, VARS_FILE};
+use crate::events::model::BOOT_SCRIPT_PATH;
 use crate::fsutil::beneath::Dir;
 use crate::fsutil::watch::{self, Seen};
 use crate::names::Fingerprint;
@@ -33,7 +34,7 @@ use crate::names::Fingerprint;
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/boot/ipxe", get(boot_script))
+        .route(BOOT_SCRIPT_PATH, get(boot_script))
         .route("/files/{*path}", get(file))
         .route("/secrets/{token}", get(secret))
         .fallback(|| async { Refusal::NotFound })
@@ -103,8 +104,15 @@ async fn boot_script(
     Extension(peer): Extension<Peer>,
     uri: http::Uri,
 ) -> Response {
+    boot_script_for(&state, &peer, &uri).await
+}
+
+/// `GET /boot/ipxe` for `peer`. The connection calls this directly for a
+/// `GET` of that path, without the router (see `serve_http`); the route
+/// above serves the same through the router (`HEAD`).
+pub(super) async fn boot_script_for(state: &AppState, peer: &Peer, uri: &http::Uri) -> Response {
     let seen = state.watch.as_ref().map(|watch| watch.observe());
-    let machine = match identify(&state, &peer, seen) {
+    let machine = match identify(state, peer, seen) {
         Ok(machine) => machine,
         Err(refused) => return refused.into_response(),
     };
@@ -115,7 +123,7 @@ async fn boot_script(
         state.rendered.count(Made::Settled);
         return for_machine(&machine, Ok(script_response(body)));
     }
-    let result = render_boot_script(&state, &machine, &uri, seen).await;
+    let result = render_boot_script(state, &machine, uri, seen).await;
     for_machine(&machine, result)
 }
 
