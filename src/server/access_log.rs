@@ -60,6 +60,9 @@ pub(super) fn loggable_path(path: &str) -> String {
     } else {
         path
     };
+    if shown.len() <= MAX_PATH_CHARS {
+        return shown.to_owned();
+    }
     match shown.char_indices().nth(MAX_PATH_CHARS) {
         Some((end, _)) => shown[..end].to_owned(),
         None => shown.to_owned(),

@@ -42,12 +42,16 @@ pub struct Recording {
 impl Recording {
     pub fn begin<B>(telemetry: &Arc<Telemetry>, peer: &Peer, request: &Request<B>) -> Self {
         let began = Instant::now();
-        let mut event = Event::new(Kind::Request, Timestamp::now(), peer.addr_text.to_string());
+        let mut event = Event::new(
+            Kind::Request,
+            Timestamp::now(),
+            String::from(&*peer.addr_text),
+        );
         let path = request.uri().path();
         let route = route_of(path);
         event.path = Some(loggable_path(path));
         event.method = Some(request.method().as_str().to_owned());
-        event.tls = Some(peer.tls_text.to_string());
+        event.tls = Some(String::from(&*peer.tls_text));
         if let Some(query) = request.uri().query() {
             for (name, value) in query_pairs(query) {
                 let slot = match name.as_ref() {

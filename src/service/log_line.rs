@@ -5,10 +5,11 @@
 //! of the CPU of a boot script request (see `docs/performance.md`).
 //!
 //! What it does differently: the date and time up to the second are
-//! formatted once per second per thread, and string and integer fields that
-//! need no escaping are written directly. Everything else (messages, other
-//! types, errors, strings that need escaping) goes through the stock
-//! visitor, so it comes out the same. bootgate opens no spans, so none are
+//! formatted once per second per thread, and fields are written directly:
+//! strings that need no escaping between quotes, integers as digits, other
+//! values with `{:?}`. Messages, errors, log metadata, raw names and strings
+//! that need escaping go through the stock visitor, so they come out the
+//! same. bootgate opens no spans, so none are
 //! printed. With colours (a terminal), the stock formatter is used.
 
 use std::cell::RefCell;
@@ -210,6 +211,13 @@ impl Visit for PlainVisitor<'_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // `name=value` as the stock visitor writes it without colours.
+        if self.result.is_ok() && Self::is_plain(field.name()) {
+            self.result = self
+                .start(field.name())
+                .and_then(|()| write!(self.writer, "{value:?}"));
+            return;
+        }
         self.stock(field, |v| v.record_debug(field, value));
     }
 }

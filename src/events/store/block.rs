@@ -108,7 +108,10 @@ pub fn encode<'a>(
         events: events.iter().map(StoredEvent::from).collect(),
         boots: boots.map(StoredBoot::from).collect(),
     };
-    let block = postcard::to_extend(&header, Vec::new())?;
+    // Room for what a script request usually takes, so the block is not
+    // copied as it grows.
+    let room = 16 + 8 * events.len() + 256 * (events.len() + body.boots.len());
+    let block = postcard::to_extend(&header, Vec::with_capacity(room))?;
     let block = postcard::to_extend(&body, block)?;
     Ok((block, machines))
 }
