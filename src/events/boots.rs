@@ -15,7 +15,7 @@
 //!   is counted in `bootgate_boots_total`; a late request still updates the
 //!   stored record.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use super::model::{Boot, Event, Kind, Outcome, Timestamp};
@@ -29,6 +29,9 @@ pub struct Changes {
     pub settled: Vec<Settled>,
     /// Boots that began in this step, by id; their records are in `updated`.
     pub started: Vec<u64>,
+    /// Boots that changed and are still the tracker's latest: copied into
+    /// `updated` once, by [`BootTracker::finish`], however often they changed.
+    changed: BTreeSet<u64>,
 }
 
 /// How a boot stood when it settled: what the metrics count. (A late
@@ -52,7 +55,15 @@ impl Settled {
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.updated.is_empty() && self.settled.is_empty() && self.started.is_empty()
+        self.updated.is_empty()
+            && self.settled.is_empty()
+            && self.started.is_empty()
+            && self.changed.is_empty()
+    }
+
+    /// Whether `updated` holds every changed boot ([`BootTracker::finish`]).
+    pub fn is_finished(&self) -> bool {
+        self.changed.is_empty()
     }
 }
 
@@ -100,12 +111,16 @@ impl BootTracker {
                 }
             };
             // The previous boot has left `latest`: settle it, hand it over.
-            if let Some(mut previous) = previous
-                && !previous.settled
-            {
-                previous.settled = true;
-                changes.settled.push(Settled::of(&previous));
-                changes.updated.insert(previous.id, previous);
+            if let Some(mut previous) = previous {
+                let mut changed = changes.changed.remove(&previous.id);
+                if !previous.settled {
+                    previous.settled = true;
+                    changes.settled.push(Settled::of(&previous));
+                    changed = true;
+                }
+                if changed {
+                    changes.updated.insert(previous.id, previous);
+                }
             }
             return;
         }
@@ -142,7 +157,7 @@ impl BootTracker {
                 changes.settled.push(Settled::of(boot));
             }
         }
-        changes.updated.insert(boot.id, boot.clone());
+        changes.changed.insert(boot.id);
     }
 
     fn start(&mut self, event: &mut Event, machine: String, changes: &mut Changes) -> Boot {
@@ -172,7 +187,7 @@ impl BootTracker {
         }
         event.boot = Some(boot.id);
         changes.started.push(boot.id);
-        changes.updated.insert(boot.id, boot.clone());
+        changes.changed.insert(boot.id);
         boot
     }
 
@@ -182,6 +197,19 @@ impl BootTracker {
             if !boot.settled && now.since(boot.last_activity) > self.settle {
                 boot.settled = true;
                 changes.settled.push(Settled::of(boot));
+                changes.changed.insert(boot.id);
+            }
+        }
+    }
+
+    /// Ends a step: copies the boots that changed and are still current
+    /// into `changes.updated`, to be written.
+    pub fn finish(&self, changes: &mut Changes) {
+        if changes.changed.is_empty() {
+            return;
+        }
+        for boot in self.latest.values() {
+            if changes.changed.remove(&boot.id) {
                 changes.updated.insert(boot.id, boot.clone());
             }
         }
@@ -240,7 +268,32 @@ mod tests {
                 e
             })
             .collect();
+        tracker.finish(&mut changes);
         (events, changes)
+    }
+
+    #[test]
+    fn a_step_copies_each_changed_boot_once_at_its_end() {
+        let mut t = BootTracker::new(SETTLE);
+        let mut changes = Changes::default();
+        for (id, path) in [
+            (1, "/boot/ipxe"),
+            (2, "/files/a"),
+            (3, "/boot/ipxe"),
+            (4, "/files/b"),
+        ] {
+            t.assign(&mut request(id, id, Some("gw1"), path, 200), &mut changes);
+        }
+        assert!(!changes.is_finished());
+        assert!(!changes.updated.contains_key(&3), "copied before the end");
+        // The first boot, replaced by the second, was handed over whole.
+        assert_eq!(changes.updated[&1].requests, 2);
+        assert!(changes.updated[&1].settled);
+        t.finish(&mut changes);
+        assert!(changes.is_finished());
+        assert_eq!(changes.updated[&3].requests, 2);
+        assert!(!changes.updated[&3].settled);
+        assert_eq!(changes.started, [1, 3]);
     }
 
     #[test]
@@ -274,6 +327,7 @@ mod tests {
         t.settle_idle(at(200), &mut changes);
         assert!(changes.is_empty(), "settled too early");
         t.settle_idle(at(400), &mut changes);
+        t.finish(&mut changes);
         assert_eq!(changes.settled.len(), 1);
         assert_eq!(changes.settled[0].outcome, Outcome::ScriptOnly);
         assert!(changes.updated[&1].settled);

@@ -280,6 +280,7 @@ impl Writer {
         if settle {
             self.tracker.settle_idle(now, &mut changes);
         }
+        self.tracker.finish(&mut changes);
         if events.is_empty() && changes.is_empty() && !trim {
             return;
         }

@@ -119,6 +119,7 @@ mod tests {
             tracker.assign(&mut e, &mut changes);
             events.push(e);
         }
+        tracker.finish(&mut changes);
         let db = Database::create(path).unwrap();
         let txn = db.begin_write().unwrap();
         {

@@ -153,6 +153,10 @@ impl Store {
         retention: Retention,
         now: Timestamp,
     ) -> Result<Committed> {
+        anyhow::ensure!(
+            changes.is_finished(),
+            "boot changes written before the tracker finished the step (a bug)"
+        );
         if self.failed.load(Ordering::Relaxed) {
             self.reopen()?;
         }
@@ -715,6 +719,7 @@ mod tests {
         for e in &mut events {
             tracker.assign(e, &mut changes);
         }
+        tracker.finish(&mut changes);
         store.write(&events, &changes, retention, now).unwrap()
     }
 
@@ -750,6 +755,7 @@ mod tests {
         // A commit of boots only (what settling quiet boots writes).
         let mut quiet = Changes::default();
         tracker.settle_idle(at(1000), &mut quiet);
+        tracker.finish(&mut quiet);
         assert!(!quiet.updated.is_empty());
         store.write(&[], &quiet, KEEP_ALL, at(1000)).unwrap();
 
