@@ -843,3 +843,48 @@ fn walk(root: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+/// A request that announces a body and never sends it: the server answers,
+/// reads no body, and closes the connection at once instead of waiting for
+/// it (nothing but the request head's limit bounds reading).
+#[test]
+fn a_body_that_never_comes_does_not_hold_the_connection() {
+    let env = Env::new();
+    env.add_machine_with_script("gw1", "#!ipxe\necho hello\n");
+    let _server = env.serve();
+    let mut client = std::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect"])
+        .arg(format!("127.0.0.1:{}", env.port))
+        .args([
+            "-cert",
+            "machines/gw1/client.crt",
+            "-key",
+            "machines/gw1/client.key",
+        ])
+        .args(["-CAfile", "ca/ca.crt"])
+        .current_dir(&env.data)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    stdin
+        .write_all(
+            b"GET /boot/ipxe HTTP/1.1\r\nHost: localhost\r\n\
+              Content-Length: 1000000\r\n\r\nonly this much",
+        )
+        .unwrap();
+    stdin.flush().unwrap();
+    // stdin stays open: the client neither sends the rest nor hangs up.
+    wait_until(
+        "the server to close the connection",
+        Duration::from_secs(8),
+        || client.try_wait().unwrap().is_some(),
+    );
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut client.stdout.take().unwrap(), &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("echo hello\n"), "{answer}");
+    drop(stdin);
+}

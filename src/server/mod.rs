@@ -5,11 +5,13 @@
 //! per connection by [`hello`]; routes live in [`routes`], the boot history
 //! and metrics in [`telemetry`]. Both TLS stacks produce the same [`Peer`].
 //!
-//! Every connection is bounded in time: the TLS handshake and the request
-//! headers must arrive within [`HANDSHAKE_TIMEOUT`] (an old client's
-//! handshake within [`LEGACY_HANDSHAKE_TIMEOUT`]), and a connection that
-//! makes no progress reading or writing for [`IDLE_TIMEOUT`] is dropped, so
-//! slow or vanished clients cost nothing lasting.
+//! Every connection is bounded in time: the TLS handshake and each request
+//! head must arrive within [`HANDSHAKE_TIMEOUT`] (an old client's handshake
+//! within [`LEGACY_HANDSHAKE_TIMEOUT`]), and a connection whose response
+//! makes no progress for [`IDLE_TIMEOUT`] is dropped, so slow or vanished
+//! clients cost nothing lasting. Request bodies are never read (hyper closes
+//! a connection whose unread body is not already in), so the head's limit
+//! bounds all reading.
 
 mod access_log;
 mod admin;
@@ -342,8 +344,10 @@ where
     telemetry
         .metrics
         .tls_session(peer.fingerprint.as_ref(), &peer.tls);
+    // Reading is bounded by hyper's limit on each request head, which also
+    // starts as soon as the previous response is sent; a read timeout here
+    // as well cost two timer changes per request.
     let mut timed = tokio_io_timeout::TimeoutStream::new(stream);
-    timed.set_read_timeout(Some(IDLE_TIMEOUT));
     timed.set_write_timeout(Some(IDLE_TIMEOUT));
     let io = TokioIo::new(Box::pin(timed));
 
