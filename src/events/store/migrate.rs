@@ -71,8 +71,9 @@ pub(super) fn run(
     txn.delete_table(EVENTS_BY_MACHINE)?;
     txn.delete_table(BOOTS)?;
     txn.delete_table(BOOTS_BY_MACHINE)?;
-    counters.count = moved;
-    counters.floor = 0;
+    // Added to what is there: blocks may exist already if an older bootgate
+    // wrote rows to a converted file before this one opened it again.
+    counters.count += moved;
     Ok(moved)
 }
 
