@@ -148,6 +148,24 @@ impl PlainVisitor<'_> {
         self.writer.write_char('=')
     }
 
+    /// `name=digits` for a plain name; otherwise the stock way, `stock`.
+    fn record_integer(
+        &mut self,
+        field: &Field,
+        value: impl itoa::Integer,
+        stock: impl FnOnce(&mut DefaultVisitor<'_>),
+    ) {
+        if self.result.is_ok() && Self::is_plain(field.name()) {
+            let mut digits = itoa::Buffer::new();
+            let text = digits.format(value);
+            self.result = self
+                .start(field.name())
+                .and_then(|()| self.writer.write_str(text));
+            return;
+        }
+        self.stock(field, stock);
+    }
+
     /// Hands a field to the stock visitor, which writes it (and the
     /// separator before it) the stock way.
     fn stock(&mut self, field: &Field, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
@@ -183,27 +201,11 @@ impl Visit for PlainVisitor<'_> {
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if self.result.is_ok() && Self::is_plain(field.name()) {
-            let mut digits = itoa::Buffer::new();
-            let text = digits.format(value);
-            self.result = self
-                .start(field.name())
-                .and_then(|()| self.writer.write_str(text));
-            return;
-        }
-        self.stock(field, |v| v.record_u64(field, value));
+        self.record_integer(field, value, |v| v.record_u64(field, value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if self.result.is_ok() && Self::is_plain(field.name()) {
-            let mut digits = itoa::Buffer::new();
-            let text = digits.format(value);
-            self.result = self
-                .start(field.name())
-                .and_then(|()| self.writer.write_str(text));
-            return;
-        }
-        self.stock(field, |v| v.record_i64(field, value));
+        self.record_integer(field, value, |v| v.record_i64(field, value));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
