@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use super::error::{Refusal, internal};
 use super::paths;
 use crate::datadir::registry::Machine;
-use crate::datadir::{DataDir, SCRIPT_FILE, SECRETS_FILE, is_never_served};
+use crate::datadir::{DataDir, SCRIPT_FILE, SECRETS_FILE, VARS_FILE, is_never_served};
 use crate::fsutil::beneath::Dir;
 
 /// Where `/files/<path>` is found for a machine.
@@ -64,6 +64,25 @@ impl Roots {
                 .map(|p| dir.profile_dir(p.as_ref())),
             default: dir.default_files_dir(),
         }
+    }
+
+    /// Every file a render of `machine`'s script can be made from: the
+    /// script and `vars.toml` of its own folder (also while that folder does
+    /// not exist, since its creation changes what [`Roots::of`] finds), of
+    /// its profile's and of the default folder.
+    pub fn render_inputs(dir: &DataDir, machine: &Machine) -> Vec<PathBuf> {
+        let mut folders = vec![dir.machine_files_dir(&machine.fingerprint)];
+        folders.extend(
+            machine
+                .profile
+                .as_ref()
+                .map(|p| dir.profile_dir(p.as_ref())),
+        );
+        folders.push(dir.default_files_dir());
+        folders
+            .iter()
+            .flat_map(|folder| [folder.join(SCRIPT_FILE), folder.join(VARS_FILE)])
+            .collect()
     }
 
     /// Folders searched for `/files/<path>`, in order.

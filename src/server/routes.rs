@@ -24,8 +24,8 @@ use super::secrets::{Redemption, SecretsGrant};
 use super::state::AppState;
 use crate::bootcfg::template::{self, Vars};
 use crate::bootcfg::variables::{self, MachineVars};
+use crate::datadir::DataDir;
 use crate::datadir::registry::Machine;
-use crate::datadir::{DataDir, SCRIPT_FILE, VARS_FILE};
 use crate::events::model::BOOT_SCRIPT_PATH;
 use crate::fsutil::beneath::Dir;
 use crate::fsutil::watch::{self, Seen};
@@ -195,29 +195,14 @@ async fn render_boot_script(
 }
 
 /// Every file and folder a machine's script render is made from, as chains
-/// from the served tree down: its own folder (also when it has none yet),
-/// its profile's and `files/default/`, with the script and `vars.toml` of
-/// each, and `live.json`, which picks the tree. The registry entry is
-/// watched by the machine index.
+/// from the served tree down ([`Roots::render_inputs`]), and `live.json`,
+/// which picks the tree. The registry entry is watched by the machine index.
 fn render_dependencies(state: &AppState, tree: &DataDir, machine: &Machine) -> Vec<Vec<PathBuf>> {
-    let mut folders = vec![tree.machine_files_dir(&machine.fingerprint)];
-    folders.extend(
-        machine
-            .profile
-            .as_ref()
-            .map(|p| tree.profile_dir(p.as_ref())),
-    );
-    folders.push(tree.default_files_dir());
-    let mut chains = vec![watch::chain(
-        state.dir.root(),
-        &state.dir.gitcfg_live_path(),
-    )];
-    for folder in folders {
-        for name in [SCRIPT_FILE, VARS_FILE] {
-            chains.push(watch::chain(tree.root(), &folder.join(name)));
-        }
-    }
-    chains
+    let live = watch::chain(state.dir.root(), &state.dir.gitcfg_live_path());
+    let inputs = Roots::render_inputs(tree, machine);
+    std::iter::once(live)
+        .chain(inputs.iter().map(|file| watch::chain(tree.root(), file)))
+        .collect()
 }
 
 /// The first of `candidates` that exists, through the server's file cache.
