@@ -109,29 +109,26 @@ impl<T> FileBacked<T> {
     /// loaded again if the file changed) otherwise.
     pub fn current_as_of(&self, seen: Option<Seen>) -> Arc<T> {
         let Some((watch, chain)) = &self.watch else {
-            return self.checked();
+            return self.checked().0;
         };
         let seen = seen.unwrap_or_else(|| watch.observe());
         if self.valid_in.load(Ordering::Acquire) == seen.generation {
             return self.current.load_full();
         }
-        let value = self.checked();
-        let trusted = self.lock_loaded_from().trusted;
+        let (value, trusted) = self.checked();
         if trusted && watch.covered(seen, std::slice::from_ref(chain)) {
             self.valid_in.store(seen.generation, Ordering::Release);
         }
         value
     }
 
-    fn lock_loaded_from(&self) -> std::sync::MutexGuard<'_, Version> {
-        self.loaded_from.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The value after a look at the file's stamp.
-    fn checked(&self) -> Arc<T> {
+    /// The value after a look at the file's stamp, and whether the version
+    /// it was loaded from is trusted (old enough that a change would move
+    /// its stamp).
+    fn checked(&self) -> (Arc<T>, bool) {
         let stamp = FileStamp::of_path(&self.path);
         // One reload at a time; the others wait for it rather than read too.
-        let mut loaded_from = self.lock_loaded_from();
+        let mut loaded_from = self.loaded_from.lock().unwrap_or_else(|e| e.into_inner());
         if loaded_from.stamp != stamp || !loaded_from.trusted {
             match read(&self.path, &self.load, self.trust_after) {
                 Ok((version, value)) => {
@@ -148,8 +145,7 @@ impl<T> FileBacked<T> {
                 ),
             }
         }
-        drop(loaded_from);
-        self.current.load_full()
+        (self.current.load_full(), loaded_from.trusted)
     }
 }
 
