@@ -40,10 +40,10 @@ fn event(n: u64) -> Event {
     let mut e = Event::new(
         Kind::Request,
         Timestamp::now(),
-        format!("192.0.2.{}:{}", n % MACHINES, 40_000 + n % 20_000),
+        format!("192.0.2.{}:{}", n % MACHINES, 40_000 + n % 20_000).into(),
     );
-    e.fingerprint = Some(format!("{:040x}", n % MACHINES));
-    e.machine = Some(machine);
+    e.fingerprint = Some(format!("{:040x}", n % MACHINES).into());
+    e.machine = Some(machine.into());
     e.method = Some("GET".into());
     e.status = Some(200);
     if n.is_multiple_of(3) {
@@ -53,7 +53,7 @@ fn event(n: u64) -> Event {
         e.buildarch = Some("x86_64".into());
         e.bytes = 420;
     } else {
-        e.path = Some(format!("/files/initramfs-{}.img", n % 7));
+        e.path = Some(format!("/files/initramfs-{}.img", n % 7).into());
         e.bytes = 64 << 20;
         e.expected_bytes = Some(64 << 20);
         e.duration_ms = 900;

@@ -172,7 +172,7 @@ fn list(dir: &DataDir, args: ListArgs) -> Result<()> {
     let views: Vec<_> = registry
         .machines()
         .iter()
-        .map(|m| View::of(m, seen.iter().find(|s| s.machine == m.name.as_ref())))
+        .map(|m| View::of(m, seen.iter().find(|s| *s.machine == *m.name.as_ref())))
         .collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&views)?);
@@ -187,7 +187,7 @@ fn show(dir: &DataDir, args: ShowArgs) -> Result<()> {
     let registry = Registry::load(dir)?;
     let machine = registry.require(&args.name)?;
     let (seen, boots) = match history(dir, &args.source).and_then(|h| {
-        let seen = h.machines()?.into_iter().find(|s| s.machine == args.name);
+        let seen = h.machines()?.into_iter().find(|s| *s.machine == *args.name);
         Ok((seen, h.boots(&args.name, args.boots)?))
     }) {
         Ok(found) => found,
@@ -363,7 +363,7 @@ impl<'a> View<'a> {
             revoked_at: m.revoked_at.as_deref(),
             profile: m.profile.as_ref().map(AsRef::as_ref),
             last_seen: seen.map(|s| s.last_seen),
-            last_address: seen.map(|s| s.last_peer.as_str()),
+            last_address: seen.map(|s| &*s.last_peer),
             last_boot: seen.and_then(|s| s.last_boot.as_ref()),
         }
     }

@@ -16,6 +16,7 @@
 //!   stored record.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::model::{Boot, Event, Kind, Outcome, Timestamp};
@@ -70,7 +71,7 @@ impl Changes {
 pub struct BootTracker {
     settle: Duration,
     /// Each machine's latest boot, open or settled.
-    latest: HashMap<String, Boot>,
+    latest: HashMap<Arc<str>, Boot>,
 }
 
 impl BootTracker {
@@ -160,7 +161,7 @@ impl BootTracker {
         changes.changed.insert(boot.id);
     }
 
-    fn start(&mut self, event: &mut Event, machine: String, changes: &mut Changes) -> Boot {
+    fn start(&mut self, event: &mut Event, machine: Arc<str>, changes: &mut Changes) -> Boot {
         let mut boot = Boot {
             id: event.id,
             machine,
@@ -244,8 +245,8 @@ mod tests {
     fn request(id: u64, secs: u64, machine: Option<&str>, path: &str, status: u16) -> Event {
         let mut e = Event::new(Kind::Request, at(secs), "192.0.2.7:4000".into());
         e.id = id;
-        e.machine = machine.map(str::to_string);
-        e.fingerprint = machine.map(|m| format!("fp-{m}"));
+        e.machine = machine.map(Arc::from);
+        e.fingerprint = machine.map(|m| format!("fp-{m}").into());
         e.method = Some("GET".into());
         e.path = Some(path.into());
         e.status = Some(status);

@@ -19,4 +19,6 @@ pub mod store;
 pub mod text;
 pub mod writer;
 
-pub use model::{Boot, BootDetail, Event, EventQuery, Kind, MachineSeen, Outcome, Timestamp};
+pub use model::{
+    BOOT_SCRIPT_PATH, Boot, BootDetail, Event, EventQuery, Kind, MachineSeen, Outcome, Timestamp,
+};

@@ -1,10 +1,16 @@
 //! What the boot history is made of: events (one per request a machine made,
 //! or per failed TLS handshake), boots (a `/boot/ipxe` fetch and the requests
 //! that follow it) and, per machine, when it was last seen. These types are
-//! stored as JSON in the event store and are also the admin API's answers, so
+//! what the event store keeps and what the admin API answers (as JSON), so
 //! the CLI reads the same shapes from either.
+//!
+//! Text that a request shares with its connection (peer, TLS session), its
+//! machine (name, fingerprint) or its boot (MAC, platform, ...) is an
+//! `Arc<str>`: one allocation however many records carry it. Every request is
+//! recorded, so this is on the hot path.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -134,28 +140,28 @@ pub struct Event {
     pub time: Timestamp,
     pub kind: Kind,
     /// The client's address and port.
-    pub peer: String,
+    pub peer: Arc<str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub machine: Option<String>,
+    pub machine: Option<Arc<str>>,
     /// SHA-1 of the client certificate, verified or (handshake failures) merely presented.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<String>,
+    pub fingerprint: Option<Arc<str>>,
     /// Subject and issuer of a certificate that failed verification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
+    pub method: Option<Arc<str>>,
     /// The request path; one-time secret tokens are replaced by `<token>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
+    pub path: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mac: Option<String>,
+    pub mac: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<String>,
+    pub platform: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub buildarch: Option<String>,
+    pub buildarch: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     /// Body bytes actually handed to the connection.
@@ -170,7 +176,7 @@ pub struct Event {
     /// TLS version and cipher suite of the connection, e.g.
     /// `TLSv1.2 TLS_RSA_WITH_AES_128_CBC_SHA256`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<String>,
+    pub tls: Option<Arc<str>>,
     /// Why it failed: `revoked`, `no-certificate`, `foreign-ca`, `aborted`, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -181,7 +187,7 @@ pub struct Event {
 
 impl Event {
     /// A blank event of `kind`, to be filled in by whoever records it.
-    pub fn new(kind: Kind, time: Timestamp, peer: String) -> Self {
+    pub fn new(kind: Kind, time: Timestamp, peer: Arc<str>) -> Self {
         Self {
             id: 0,
             time,
@@ -270,19 +276,19 @@ impl fmt::Display for Outcome {
 pub struct Boot {
     /// The id of its `/boot/ipxe` event.
     pub id: u64,
-    pub machine: String,
-    pub fingerprint: String,
+    pub machine: Arc<str>,
+    pub fingerprint: Arc<str>,
     pub started: Timestamp,
     /// When its latest request ended.
     pub last_activity: Timestamp,
     /// Address the script was fetched from.
-    pub peer: String,
+    pub peer: Arc<str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mac: Option<String>,
+    pub mac: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<String>,
+    pub platform: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub buildarch: Option<String>,
+    pub buildarch: Option<Arc<str>>,
     pub outcome: Outcome,
     /// For a failed boot: the first failure's reason (`revoked`, `http-404`, `aborted`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -315,10 +321,10 @@ impl Boot {
 /// is past retention).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineSeen {
-    pub machine: String,
-    pub fingerprint: String,
+    pub machine: Arc<str>,
+    pub fingerprint: Arc<str>,
     pub last_seen: Timestamp,
-    pub last_peer: String,
+    pub last_peer: Arc<str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_boot: Option<Boot>,
 }

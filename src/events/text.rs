@@ -84,11 +84,11 @@ fn notes(e: &Event) -> String {
         notes.push(format!("failed: {reason}"));
     }
     for (name, value) in [
-        ("mac", &e.mac),
-        ("platform", &e.platform),
-        ("buildarch", &e.buildarch),
-        ("subject", &e.subject),
-        ("issuer", &e.issuer),
+        ("mac", e.mac.as_deref()),
+        ("platform", e.platform.as_deref()),
+        ("buildarch", e.buildarch.as_deref()),
+        ("subject", e.subject.as_deref()),
+        ("issuer", e.issuer.as_deref()),
     ] {
         if let Some(value) = value {
             notes.push(format!("{name}={value:?}"));

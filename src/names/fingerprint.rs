@@ -26,6 +26,11 @@ impl Fingerprint {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The text, shared rather than copied (for records that keep it).
+    pub fn shared(&self) -> Arc<str> {
+        self.0.clone()
+    }
 }
 
 /// Accepts the forms tools print: lowercase or uppercase, with or without

@@ -10,6 +10,7 @@ mod fingerprint;
 pub use fingerprint::Fingerprint;
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
@@ -34,7 +35,7 @@ pub fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 
-/// For a `$ty(String)` whose `FromStr` validates: parsing from a `String`
+/// For a `$ty(Arc<str>)` whose `FromStr` validates: parsing from a `String`
 /// (what serde's `try_from = "String"` uses), back into a `String`,
 /// `Display` and `AsRef<str>`, all of the text as it is.
 macro_rules! string_newtype {
@@ -48,7 +49,7 @@ macro_rules! string_newtype {
 
         impl From<$ty> for String {
             fn from(value: $ty) -> String {
-                value.0
+                value.0.to_string()
             }
         }
 
@@ -72,13 +73,20 @@ macro_rules! validated_name {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $ty(String);
+        pub struct $ty(Arc<str>);
+
+        impl $ty {
+            /// The name, shared rather than copied (for records that keep it).
+            pub fn shared(&self) -> Arc<str> {
+                self.0.clone()
+            }
+        }
 
         impl FromStr for $ty {
             type Err = anyhow::Error;
             fn from_str(s: &str) -> Result<Self> {
                 check($kind, s, $max)?;
-                Ok(Self(s.to_string()))
+                Ok(Self(s.into()))
             }
         }
 

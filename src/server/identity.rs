@@ -59,7 +59,7 @@ pub struct Served {
 impl Served {
     pub fn of(machine: &Machine) -> Self {
         Self {
-            machine: Arc::from(machine.name.as_ref()),
+            machine: machine.name.shared(),
             fingerprint: machine.fingerprint.clone(),
         }
     }

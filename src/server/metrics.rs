@@ -421,10 +421,10 @@ mod tests {
         Boot {
             id: 1,
             machine: machine.into(),
-            fingerprint: String::new(),
+            fingerprint: "".into(),
             started: Timestamp::from_micros(1_700_000_000_500_000),
             last_activity: Timestamp::from_micros(1_700_000_000_500_000),
-            peer: String::new(),
+            peer: "".into(),
             mac: None,
             platform: None,
             buildarch: None,

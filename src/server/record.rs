@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -25,7 +25,8 @@ use super::error::EventReason;
 use super::identity::{Peer, Served};
 use super::metrics::route_of;
 use super::telemetry::Telemetry;
-use crate::events::{Event, Kind, Timestamp};
+use crate::events::{BOOT_SCRIPT_PATH, Event, Kind, Timestamp};
+use crate::names::Fingerprint;
 
 /// Longest query value kept; iPXE's are a few dozen characters.
 const MAX_QUERY_VALUE: usize = 64;
@@ -42,16 +43,12 @@ pub struct Recording {
 impl Recording {
     pub fn begin<B>(telemetry: &Arc<Telemetry>, peer: &Peer, request: &Request<B>) -> Self {
         let began = Instant::now();
-        let mut event = Event::new(
-            Kind::Request,
-            Timestamp::now(),
-            String::from(&*peer.addr_text),
-        );
+        let mut event = Event::new(Kind::Request, Timestamp::now(), peer.addr_text.clone());
         let path = request.uri().path();
         let route = route_of(path);
-        event.path = Some(loggable_path(path));
-        event.method = Some(request.method().as_str().to_owned());
-        event.tls = Some(String::from(&*peer.tls_text));
+        event.path = Some(shared_path(path));
+        event.method = Some(shared_method(request.method()));
+        event.tls = Some(peer.tls_text.clone());
         if let Some(query) = request.uri().query() {
             for (name, value) in query_pairs(query) {
                 let slot = match name.as_ref() {
@@ -60,7 +57,7 @@ impl Recording {
                     "buildarch" => &mut event.buildarch,
                     _ => continue,
                 };
-                *slot = Some(value);
+                *slot = Some(value.into());
             }
         }
         Self {
@@ -83,11 +80,11 @@ impl Recording {
             head,
         } = self;
         let served = response.extensions().get::<Served>();
-        event.machine = served.map(|s| String::from(&*s.machine));
+        event.machine = served.map(|s| s.machine.clone());
         event.fingerprint = served
             .map(|s| &s.fingerprint)
             .or(peer.fingerprint.as_ref())
-            .map(|fp| fp.as_str().to_owned());
+            .map(Fingerprint::shared);
         event.reason = response
             .extensions()
             .get::<EventReason>()
@@ -144,6 +141,27 @@ fn loggable_value(value: &str) -> String {
         .filter(|c| !c.is_control())
         .take(MAX_QUERY_VALUE)
         .collect()
+}
+
+/// The request's path as recorded ([`loggable_path`]); the boot script's,
+/// which every boot asks for, is shared rather than copied.
+fn shared_path(path: &str) -> Arc<str> {
+    static BOOT_SCRIPT: LazyLock<Arc<str>> = LazyLock::new(|| BOOT_SCRIPT_PATH.into());
+    if path == BOOT_SCRIPT_PATH {
+        return BOOT_SCRIPT.clone();
+    }
+    loggable_path(path).into()
+}
+
+/// The method as recorded; the ones machines use are shared.
+fn shared_method(method: &Method) -> Arc<str> {
+    static GET: LazyLock<Arc<str>> = LazyLock::new(|| "GET".into());
+    static HEAD: LazyLock<Arc<str>> = LazyLock::new(|| "HEAD".into());
+    match *method {
+        Method::GET => GET.clone(),
+        Method::HEAD => HEAD.clone(),
+        _ => method.as_str().into(),
+    }
 }
 
 /// The record waiting for its body to finish.

@@ -67,11 +67,11 @@ impl Telemetry {
         if !failure.record {
             return;
         }
-        let mut event = Event::new(Kind::Handshake, time, peer.to_string());
+        let mut event = Event::new(Kind::Handshake, time, peer.to_string().into());
         event.duration_ms = began.elapsed().as_millis() as u64;
         event.reason = Some(failure.reason.to_string());
         if let Some(p) = presented {
-            event.fingerprint = Some(p.fingerprint.to_string());
+            event.fingerprint = Some(p.fingerprint.shared());
             event.subject = p.subject;
             event.issuer = p.issuer;
         }

@@ -86,7 +86,7 @@ pub fn encode<'a>(
     let machines: BTreeSet<&str> = events
         .iter()
         .filter_map(|e| e.machine.as_deref())
-        .chain(boots.clone().map(|b| b.machine.as_str()))
+        .chain(boots.clone().map(|b| &*b.machine))
         .collect();
     let machines: Vec<&str> = machines.into_iter().collect();
     let mut gaps = Vec::with_capacity(events.len());
@@ -175,12 +175,13 @@ struct StoredEvent<'a> {
     boot: Option<u64>,
 }
 
-fn borrow(s: &Option<String>) -> Option<Cow<'_, str>> {
-    s.as_deref().map(Cow::Borrowed)
+fn borrow<S: AsRef<str>>(s: &Option<S>) -> Option<Cow<'_, str>> {
+    s.as_ref().map(|s| Cow::Borrowed(s.as_ref()))
 }
 
-fn own(s: Option<Cow<'_, str>>) -> Option<String> {
-    s.map(Cow::into_owned)
+/// Into a `String` or an `Arc<str>`, whichever the model's field is.
+fn own<'a, T: From<Cow<'a, str>>>(s: Option<Cow<'a, str>>) -> Option<T> {
+    s.map(T::from)
 }
 
 impl<'a> From<&'a Event> for StoredEvent<'a> {
@@ -215,7 +216,7 @@ impl StoredEvent<'_> {
             id,
             time: Timestamp::from_micros(id.saturating_sub(self.lag)),
             kind: self.kind,
-            peer: self.peer.into_owned(),
+            peer: self.peer.into(),
             machine: own(self.machine),
             fingerprint: own(self.fingerprint),
             subject: own(self.subject),
@@ -284,11 +285,11 @@ impl From<StoredBoot<'_>> for Boot {
     fn from(b: StoredBoot<'_>) -> Self {
         Self {
             id: b.id,
-            machine: b.machine.into_owned(),
-            fingerprint: b.fingerprint.into_owned(),
+            machine: b.machine.into(),
+            fingerprint: b.fingerprint.into(),
             started: Timestamp::from_micros(b.started),
             last_activity: Timestamp::from_micros(b.last_activity),
-            peer: b.peer.into_owned(),
+            peer: b.peer.into(),
             mac: own(b.mac),
             platform: own(b.platform),
             buildarch: own(b.buildarch),
@@ -314,7 +315,7 @@ mod tests {
             "192.0.2.7:4000".into(),
         );
         e.id = id;
-        e.machine = machine.map(str::to_owned);
+        e.machine = machine.map(Into::into);
         e.path = Some("/boot/ipxe".into());
         e.status = Some(200);
         e.tls = Some("TLSv1.3 TLS13_AES_128_GCM_SHA256".into());
@@ -326,7 +327,7 @@ mod tests {
         Boot {
             id,
             machine: machine.into(),
-            fingerprint: "ab".repeat(20),
+            fingerprint: "ab".repeat(20).into(),
             started: Timestamp::from_micros(id),
             last_activity: Timestamp::from_micros(id + 9),
             peer: "192.0.2.7:4000".into(),

@@ -96,7 +96,7 @@ mod tests {
         let mut e = Event::new(Kind::Request, time, "192.0.2.7:4000".into());
         e.id = time.as_micros();
         e.machine = Some(machine.into());
-        e.fingerprint = Some(format!("fp-{machine}"));
+        e.fingerprint = Some(format!("fp-{machine}").into());
         e.method = Some("GET".into());
         e.path = Some(path.into());
         e.status = Some(200);
@@ -137,9 +137,7 @@ mod tests {
             for b in changes.updated.values() {
                 let json = serde_json::to_string(b).unwrap();
                 boots.insert(b.id, json.as_str()).unwrap();
-                boots_by_machine
-                    .insert((b.machine.as_str(), b.id), ())
-                    .unwrap();
+                boots_by_machine.insert((&*b.machine, b.id), ()).unwrap();
             }
             txn.open_table(MACHINES).unwrap();
             let last = events.last().unwrap().id;
@@ -168,7 +166,7 @@ mod tests {
         assert_eq!(all_events(&r), events);
         assert_eq!(r.event_count().unwrap(), events.len() as u64);
         assert_eq!(store.last_id().unwrap(), events.last().unwrap().id);
-        let gw1_boots: Vec<_> = boots.iter().filter(|b| b.machine == "gw1").collect();
+        let gw1_boots: Vec<_> = boots.iter().filter(|b| &*b.machine == "gw1").collect();
         let read = r.boots("gw1", usize::MAX).unwrap();
         assert_eq!(read.len(), gw1_boots.len());
         for (detail, boot) in read.iter().zip(gw1_boots.iter().rev()) {

@@ -364,10 +364,10 @@ fn update_machines(
             None => {
                 let stored = get_json::<MachineSeen>(machines, machine)?;
                 let entry = stored.unwrap_or_else(|| MachineSeen {
-                    machine: machine.to_owned(),
-                    fingerprint: String::new(),
+                    machine: machine.into(),
+                    fingerprint: "".into(),
                     last_seen: Timestamp::default(),
-                    last_peer: String::new(),
+                    last_peer: "".into(),
                     last_boot: None,
                 });
                 seen.entry(machine).or_insert(entry)
@@ -381,11 +381,19 @@ fn update_machines(
             }
         }
     }
+    // Each machine's newest changed boot; a step can start hundreds.
+    let mut newest: HashMap<&str, &Boot> = HashMap::new();
     for boot in changes.updated.values() {
-        let entry = match seen.get_mut(boot.machine.as_str()) {
+        let slot = newest.entry(&*boot.machine).or_insert(boot);
+        if slot.id < boot.id {
+            *slot = boot;
+        }
+    }
+    for (machine, boot) in newest {
+        let entry = match seen.get_mut(machine) {
             Some(entry) => entry,
-            None => match get_json::<MachineSeen>(machines, &boot.machine)? {
-                Some(stored) => seen.entry(&boot.machine).or_insert(stored),
+            None => match get_json::<MachineSeen>(machines, machine)? {
+                Some(stored) => seen.entry(machine).or_insert(stored),
                 None => continue,
             },
         };
@@ -627,7 +635,7 @@ impl Snapshot {
         if limit > 0 {
             self.walk_newest_first(Some(machine), |block| {
                 for boot in block.boots {
-                    if boot.machine == machine && boot.id >= floor {
+                    if *boot.machine == *machine && boot.id >= floor {
                         boots.entry(boot.id).or_insert(boot);
                     }
                 }
@@ -683,7 +691,7 @@ mod tests {
         let mut e = Event::new(Kind::Request, at(secs), "192.0.2.7:4000".into());
         e.id = at(secs).as_micros();
         e.machine = Some(machine.into());
-        e.fingerprint = Some(format!("fp-{machine}"));
+        e.fingerprint = Some(format!("fp-{machine}").into());
         e.method = Some("GET".into());
         e.path = Some(path.into());
         e.status = Some(200);
@@ -842,7 +850,10 @@ mod tests {
             .iter()
             .map(|e| e.path.clone().unwrap())
             .collect();
-        assert_eq!(paths, ["/boot/ipxe", "/files/vmlinuz"]);
+        assert_eq!(
+            paths,
+            [std::sync::Arc::from("/boot/ipxe"), "/files/vmlinuz".into()]
+        );
         assert_eq!(r.boots("gw1", 1).unwrap().len(), 1);
     }
 

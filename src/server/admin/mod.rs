@@ -256,7 +256,7 @@ async fn status_page(State(admin): State<Admin>) -> Response {
             fingerprint: m.fingerprint.as_str(),
             profile: m.profile.as_ref().map(AsRef::as_ref),
             revoked: m.is_revoked(),
-            seen: seen.iter().find(|s| s.machine == m.name.as_ref()),
+            seen: seen.iter().find(|s| *s.machine == *m.name.as_ref()),
         })
         .collect();
     let mut info = page_info(&admin, count);

@@ -615,7 +615,7 @@ mod tests {
         Boot {
             id: started,
             machine: machine.into(),
-            fingerprint: format!("{machine}-fp"),
+            fingerprint: format!("{machine}-fp").into(),
             reason: reason.map(str::to_string),
             failed_request: reason.map(|r| format!("GET /files/dtb → 404 ({r})")),
             outcome,
@@ -644,7 +644,7 @@ mod tests {
         let now = at(3600);
         let seen = |machine: &str, boot: Option<Boot>| MachineSeen {
             machine: machine.into(),
-            fingerprint: format!("{machine}-fp"),
+            fingerprint: format!("{machine}-fp").into(),
             last_seen: at(3500),
             last_peer: "[2001:db8::7]:4000".into(),
             last_boot: boot,
