@@ -163,6 +163,26 @@ fn notifies_readiness_and_reloads_on_hangup_while_a_download_streams() {
     assert!(text.lines().any(|l| l.starts_with("<6> INFO ")), "{text}");
     assert!(text.lines().any(|l| l.starts_with("<3>ERROR ")), "{text}");
     assert!(!text.contains("\x1b["), "{text}");
+
+    // Each request has its access line, a secret's token hidden.
+    let access = |rest: &str| {
+        text.lines().any(|l| {
+            l.starts_with("<6> INFO bootgate::access: peer=127.0.0.1:") && l.contains(rest)
+        })
+    };
+    let script_line = format!(
+        " machine=\"gw1\" fingerprint=\"{fp}\" method=GET path=\"/boot/ipxe\" status=200 bytes="
+    );
+    assert!(access(&script_line), "{text}");
+    assert!(access(" path=\"/secrets/<token>\" status=200 "), "{text}");
+    assert!(access(" path=\"/secrets/<token>\" status=404 "), "{text}");
+    for secret in [&first, &second] {
+        let token = secret.rsplit('/').next().unwrap();
+        assert!(
+            !text.contains(token),
+            "a secret's token was logged:\n{text}"
+        );
+    }
 }
 
 #[test]

@@ -11,9 +11,18 @@
 //! that need escaping go through the stock visitor, so they come out the
 //! same. bootgate opens no spans, so none are
 //! printed. With colours (a terminal), the stock formatter is used.
+//!
+//! The access log goes further ([`write_direct`]): once logging is set up
+//! for plain lines on stderr, a line whose values need no escaping is
+//! formatted here and written to stderr without going through `tracing`'s
+//! dispatch, whose field visiting cost more than the formatting itself. The
+//! filter still decides (the caller asks `tracing::enabled!` first), the
+//! bytes are the same, and anything unusual takes the `tracing` path.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::sync::OnceLock;
 
 use time::OffsetDateTime;
 use tracing::field::{Field, Visit};
@@ -105,8 +114,119 @@ fn write_time(writer: &mut impl fmt::Write, secs: u64, micros: u32) -> fmt::Resu
             *second = secs;
         }
         writer.write_str(prefix)?;
-        write!(writer, "{micros:06}Z")
+        write_micros(writer, micros)
     })
+}
+
+/// `micros` (below a million) as six digits and a `Z`, without the
+/// formatting machinery of `{:06}`.
+fn write_micros(writer: &mut impl fmt::Write, micros: u32) -> fmt::Result {
+    let mut text = *b"000000Z";
+    let mut rest = micros.min(999_999);
+    for digit in text[..6].iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    writer.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+}
+
+/// How lines are framed when they are plain text on stderr: set once by
+/// `logging` when it installs [`PlainLine`]; unset for JSON, for colours,
+/// and in tests that log elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    /// The time in front of each line.
+    pub timestamps: bool,
+    /// The journal's `<N>` priority in front of each line.
+    pub priority: bool,
+}
+
+static DIRECT: OnceLock<Frame> = OnceLock::new();
+
+/// Lets [`write_direct`] write lines framed as `frame` to stderr.
+pub fn enable_direct(frame: Frame) {
+    let _ = DIRECT.set(frame);
+}
+
+/// A field's value in a line written by [`write_direct`].
+#[derive(Debug, Clone, Copy)]
+pub enum Value<'a> {
+    /// Logged with `%`: written as it is.
+    Shown(&'a str),
+    /// A string: between quotes.
+    Text(&'a str),
+    Number(u64),
+}
+
+thread_local! {
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Writes an INFO line of `target` with `fields` to stderr, byte for byte
+/// as the installed formatter would. False when it did not: logging is not
+/// plain lines on stderr, or a value needs escaping; the caller then logs
+/// through `tracing`. The caller has checked that the filter lets the line
+/// through.
+pub fn write_direct(target: &str, fields: &[(&str, Value<'_>)]) -> bool {
+    let Some(frame) = DIRECT.get() else {
+        return false;
+    };
+    LINE.with_borrow_mut(|line| {
+        line.clear();
+        if format_direct(line, *frame, now(), target, fields).is_err() {
+            return false;
+        }
+        // As the stock subscriber: a log line that cannot be written is lost.
+        let _ = std::io::stderr().write_all(line.as_bytes());
+        true
+    })
+}
+
+fn now() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// The line [`write_direct`] writes, at `now`; an error when a value needs
+/// escaping.
+fn format_direct(
+    line: &mut String,
+    frame: Frame,
+    now: std::time::Duration,
+    target: &str,
+    fields: &[(&str, Value<'_>)],
+) -> fmt::Result {
+    if frame.priority {
+        line.push_str("<6>");
+    }
+    if frame.timestamps {
+        write_time(line, now.as_secs(), now.subsec_micros())?;
+        line.push(' ');
+    }
+    line.push_str(level_text(Level::INFO));
+    line.push(' ');
+    line.push_str(target);
+    line.push_str(": ");
+    for (n, (name, value)) in fields.iter().enumerate() {
+        if n > 0 {
+            line.push(' ');
+        }
+        line.push_str(name);
+        line.push('=');
+        match value {
+            Value::Shown(text) => line.push_str(text),
+            Value::Text(text) if needs_no_escape(text) => {
+                line.push('"');
+                line.push_str(text);
+                line.push('"');
+            }
+            Value::Text(_) => return Err(fmt::Error),
+            Value::Number(n) => line.push_str(itoa::Buffer::new().format(*n)),
+        }
+    }
+    line.push('\n');
+    Ok(())
 }
 
 /// Fields as `name=value`, separated by spaces, message first.
@@ -183,8 +303,10 @@ impl PlainVisitor<'_> {
 /// Whether `s` prints the same with `{:?}` between quotes: printable ASCII
 /// without quotes or backslashes.
 fn needs_no_escape(s: &str) -> bool {
-    s.bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    // Without stopping at the first bad byte, so that it is vectorised.
+    s.bytes().fold(true, |ok, b| {
+        ok & (0x20..0x7f).contains(&b) & (b != b'"') & (b != b'\\')
+    })
 }
 
 impl Visit for PlainVisitor<'_> {
@@ -333,6 +455,63 @@ mod tests {
             assert_eq!(rest, format!(" {stock}"));
             let parsed: crate::events::Timestamp = time.parse().unwrap();
             assert!(time.ends_with('Z') && parsed.as_micros() > 0, "{time}");
+        }
+    }
+
+    /// The access line of `emit_all`, as `write_direct` formats it.
+    fn direct_access_line(frame: Frame, path: &str) -> Result<String, fmt::Error> {
+        let mut line = String::new();
+        let now = std::time::Duration::new(1_748_772_001, 123_456_000);
+        format_direct(
+            &mut line,
+            frame,
+            now,
+            "bootgate::access",
+            &[
+                ("peer", Value::Shown("192.0.2.7:4000")),
+                ("machine", Value::Text("gw1")),
+                ("fingerprint", Value::Text("-")),
+                ("method", Value::Shown("GET")),
+                ("path", Value::Text(path)),
+                ("status", Value::Number(200)),
+                ("bytes", Value::Number(12)),
+                ("ms", Value::Number(0)),
+            ],
+        )?;
+        Ok(line)
+    }
+
+    #[test]
+    fn direct_lines_are_what_the_stock_formatter_writes() {
+        let stock = lines(true, false);
+        let stock_access = stock.lines().next().unwrap();
+        let plain = Frame {
+            timestamps: false,
+            priority: false,
+        };
+        assert_eq!(
+            direct_access_line(plain, "/boot/ipxe").unwrap(),
+            format!("{stock_access}\n")
+        );
+        let journal = Frame {
+            timestamps: false,
+            priority: true,
+        };
+        assert_eq!(
+            direct_access_line(journal, "/boot/ipxe").unwrap(),
+            format!("<6>{stock_access}\n")
+        );
+        let timed = Frame {
+            timestamps: true,
+            priority: false,
+        };
+        assert_eq!(
+            direct_access_line(timed, "/boot/ipxe").unwrap(),
+            format!("2025-06-01T10:00:01.123456Z {stock_access}\n")
+        );
+        // What would need escaping is left to the stock visitor.
+        for path in ["/a\"b", "/a\\b", "/é", "/a\nb", "/a\u{7f}"] {
+            assert!(direct_access_line(plain, path).is_err(), "{path:?}");
         }
     }
 

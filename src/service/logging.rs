@@ -13,7 +13,7 @@ use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
-use super::log_line::{PlainFields, PlainLine};
+use super::log_line::{self, Frame, PlainFields, PlainLine};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -31,10 +31,15 @@ pub fn init() {
 }
 
 pub fn init_with(format: LogFormat) {
-    init_to(format, stderr_is_journal(), std::io::stderr);
+    if let Some(frame) = init_to(format, stderr_is_journal(), std::io::stderr) {
+        // Lines of plain text on stderr: the access log may write its own.
+        log_line::enable_direct(frame);
+    }
 }
 
-fn init_to<W>(format: LogFormat, journal: bool, writer: W)
+/// Installs the subscriber; returns how its lines are framed when they are
+/// plain text ([`PlainLine`]) and it was installed.
+fn init_to<W>(format: LogFormat, journal: bool, writer: W) -> Option<Frame>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -44,21 +49,37 @@ where
         .with_env_filter(filter)
         .with_writer(writer);
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = match (format, journal) {
-        (LogFormat::Json, _) => builder.json().try_init(),
+    match (format, journal) {
+        (LogFormat::Json, _) => {
+            let _ = builder.json().try_init();
+            None
+        }
         (LogFormat::Text, true) => builder
             .with_ansi(false)
             .fmt_fields(PlainFields)
             .event_format(JournalPriority(PlainLine { timestamps: false }))
-            .try_init(),
+            .try_init()
+            .ok()
+            .map(|()| Frame {
+                timestamps: false,
+                priority: true,
+            }),
         // Colours: the stock formatter.
-        (LogFormat::Text, false) if terminal => builder.with_ansi(true).try_init(),
+        (LogFormat::Text, false) if terminal => {
+            let _ = builder.with_ansi(true).try_init();
+            None
+        }
         (LogFormat::Text, false) => builder
             .with_ansi(false)
             .fmt_fields(PlainFields)
             .event_format(PlainLine { timestamps: true })
-            .try_init(),
-    };
+            .try_init()
+            .ok()
+            .map(|()| Frame {
+                timestamps: true,
+                priority: false,
+            }),
+    }
 }
 
 /// Whether stderr is the stream systemd connected to the journal: its

@@ -1,6 +1,7 @@
-//! Running as a service: log output on stderr or the journal ([`logging`]) and
+//! Running as a service: log output on stderr or the journal ([`logging`],
+//! lines formatted by [`log_line`]) and
 //! readiness notifications to the service manager ([`notify`]).
 
-mod log_line;
+pub mod log_line;
 pub mod logging;
 pub mod notify;
