@@ -331,6 +331,31 @@ struct Answers {
     state: Arc<state::AppState>,
 }
 
+/// What a request on a machine connection asks for.
+// Held in the request's future, not in a collection: boxing the request to
+// even out the sizes would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Asked {
+    /// `GET /boot/ipxe`, with its query. The request itself is let go of
+    /// as soon as it is read: its head shares hyper's read buffer, which
+    /// hyper reads into again while the answer is made and would otherwise
+    /// allocate anew for every request.
+    BootScript { query: String },
+    /// Anything else, for the router.
+    Other(hyper::Request<hyper::body::Incoming>),
+}
+
+impl Asked {
+    fn of(request: hyper::Request<hyper::body::Incoming>) -> Self {
+        let uri = request.uri();
+        if request.method() == http::Method::GET && uri.path() == BOOT_SCRIPT_PATH {
+            let query = uri.query().unwrap_or_default().to_owned();
+            return Self::BootScript { query };
+        }
+        Self::Other(request)
+    }
+}
+
 /// Serves HTTP/1.1 on an established TLS connection.
 async fn serve_http<S>(
     stream: S,
@@ -360,17 +385,19 @@ where
             let recording = record::Recording::begin(&telemetry, &peer, &request);
             let answers = answers.clone();
             let peer = peer.clone();
+            let asked = Asked::of(request);
             async move {
-                let response = if request.method() == http::Method::GET
-                    && request.uri().path() == BOOT_SCRIPT_PATH
-                {
-                    routes::boot_script_for(&answers.state, &peer, request.uri()).await
-                } else {
-                    let mut request = request.map(axum::body::Body::new);
-                    request.extensions_mut().insert(peer.clone());
-                    match answers.router.oneshot(request).await {
-                        Ok(response) => response,
-                        Err(never) => match never {},
+                let response = match asked {
+                    Asked::BootScript { query } => {
+                        routes::boot_script_for(&answers.state, &peer, &query).await
+                    }
+                    Asked::Other(request) => {
+                        let mut request = request.map(axum::body::Body::new);
+                        request.extensions_mut().insert(peer.clone());
+                        match answers.router.oneshot(request).await {
+                            Ok(response) => response,
+                            Err(never) => match never {},
+                        }
                     }
                 };
                 Ok::<_, std::convert::Infallible>(recording.finish(&peer, response))

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Extension, Path, Query, Request, State};
+use axum::extract::{Extension, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -104,26 +104,25 @@ async fn boot_script(
     Extension(peer): Extension<Peer>,
     uri: http::Uri,
 ) -> Response {
-    boot_script_for(&state, &peer, &uri).await
+    boot_script_for(&state, &peer, uri.query().unwrap_or_default()).await
 }
 
 /// `GET /boot/ipxe` for `peer`. The connection calls this directly for a
 /// `GET` of that path, without the router (see `serve_http`); the route
 /// above serves the same through the router (`HEAD`).
-pub(super) async fn boot_script_for(state: &AppState, peer: &Peer, uri: &http::Uri) -> Response {
+pub(super) async fn boot_script_for(state: &AppState, peer: &Peer, query: &str) -> Response {
     let seen = state.watch.as_ref().map(|watch| watch.observe());
     let machine = match identify(state, peer, seen) {
         Ok(machine) => machine,
         Err(refused) => return refused.into_response(),
     };
-    let query = uri.query().unwrap_or_default();
     if let Some(seen) = seen
         && let Some(body) = state.rendered.settled(&machine, query, seen.generation)
     {
         state.rendered.count(Made::Settled);
         return for_machine(&machine, Ok(script_response(body)));
     }
-    let result = render_boot_script(state, &machine, uri, seen).await;
+    let result = render_boot_script(state, &machine, query, seen).await;
     for_machine(&machine, result)
 }
 
@@ -133,7 +132,7 @@ pub(super) async fn boot_script_for(state: &AppState, peer: &Peer, uri: &http::U
 async fn render_boot_script(
     state: &AppState,
     machine: &Arc<Machine>,
-    uri: &http::Uri,
+    query: &str,
     seen: Option<Seen>,
 ) -> Result<Response, Refusal> {
     let tree = state.tree.current_as_of(seen);
@@ -147,7 +146,7 @@ async fn render_boot_script(
         machine: machine.clone(),
         script: text,
         vars: file_vars,
-        query: uri.query().unwrap_or_default().to_string(),
+        query: query.to_string(),
     };
     if let Some(body) = state.rendered.get(&inputs) {
         if let (Some(watch), Some(seen)) = (&state.watch, seen)
@@ -158,10 +157,10 @@ async fn render_boot_script(
         state.rendered.count(Made::Kept);
         return Ok(script_response(body));
     }
-    let Query(query) = match Query::<HashMap<String, String>>::try_from_uri(uri) {
-        Ok(query) => query,
-        Err(rejection) => return Ok(rejection.into_response()),
-    };
+    // Decoded as axum's `Query` would: a repeated name keeps its last value.
+    let query: HashMap<String, String> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
     let text = &inputs.script;
     let mut vars = boot::query_vars(&query)?;
     for file_vars in inputs.vars.iter().flatten() {
