@@ -387,20 +387,24 @@ where
             let peer = peer.clone();
             let asked = Asked::of(request);
             async move {
-                let response = match asked {
+                let (response, served) = match asked {
                     Asked::BootScript { query } => {
-                        routes::boot_script_for(&answers.state, &peer, &query).await
+                        let answer = routes::boot_script_for(&answers.state, &peer, &query).await;
+                        (answer.response, answer.served)
                     }
                     Asked::Other(request) => {
                         let mut request = request.map(axum::body::Body::new);
                         request.extensions_mut().insert(peer.clone());
-                        match answers.router.oneshot(request).await {
+                        let mut response = match answers.router.oneshot(request).await {
                             Ok(response) => response,
                             Err(never) => match never {},
-                        }
+                        };
+                        let served = response.extensions_mut().remove::<identity::Served>();
+                        (response, served)
                     }
                 };
-                Ok::<_, std::convert::Infallible>(recording.finish(&peer, response))
+                let response = recording.finish(&peer, response, served.as_ref());
+                Ok::<_, std::convert::Infallible>(response)
             }
         });
     hyper::server::conn::http1::Builder::new()

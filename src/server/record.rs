@@ -7,7 +7,6 @@
 //! `/healthz` is counted in the metrics but not recorded: a load balancer
 //! polling it would push every boot out of the history.
 
-use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
@@ -50,15 +49,18 @@ impl Recording {
         event.method = Some(shared_method(request.method()));
         event.tls = Some(peer.tls_text.clone());
         if let Some(query) = request.uri().query() {
-            for (name, value) in query_pairs(query) {
-                let slot = match name.as_ref() {
+            for_each_pair(query, |name, value| {
+                let slot = match name {
                     "mac" => &mut event.mac,
                     "platform" => &mut event.platform,
                     "buildarch" => &mut event.buildarch,
-                    _ => continue,
+                    _ => return,
                 };
-                *slot = Some(value.into());
-            }
+                // A name without a value says nothing.
+                if let Some(value) = loggable_value(value) {
+                    *slot = Some(value);
+                }
+            });
         }
         Self {
             telemetry: telemetry.clone(),
@@ -69,9 +71,10 @@ impl Recording {
         }
     }
 
-    /// Fills in what the response says, writes the access-log line, and
-    /// wraps the body so that the event is recorded when the body is done.
-    pub fn finish(self, peer: &Peer, response: Response) -> Response {
+    /// Fills in what the response says and whom it `served`, writes the
+    /// access-log line, and wraps the body so that the event is recorded
+    /// when the body is done.
+    pub fn finish(self, peer: &Peer, response: Response, served: Option<&Served>) -> Response {
         let Self {
             telemetry,
             mut event,
@@ -79,7 +82,6 @@ impl Recording {
             route,
             head,
         } = self;
-        let served = response.extensions().get::<Served>();
         event.machine = served.map(|s| s.machine.clone());
         event.fingerprint = served
             .map(|s| &s.fingerprint)
@@ -120,27 +122,44 @@ impl Recording {
     }
 }
 
-/// `name=value` pairs of a query string, decoded, values cut to a sane length
-/// and stripped of control characters (they end up on terminals). A name
-/// without a value says nothing and is left out.
-fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, String)> + '_ {
-    form_urlencoded::parse(query.as_bytes()).filter_map(|(name, value)| {
-        let value = loggable_value(&value);
-        (!value.is_empty()).then_some((name, value))
-    })
+/// Calls `f` with each `name=value` pair of a query string, decoded as
+/// `application/x-www-form-urlencoded`. A query with nothing to decode, as
+/// iPXE sends them, is split as it is: the decoder's copies and UTF-8
+/// checks cost more than the rest of the request's record.
+fn for_each_pair(query: &str, mut f: impl FnMut(&str, &str)) {
+    if query.contains(['%', '+']) {
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            f(&name, &value);
+        }
+        return;
+    }
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        f(name, value);
+    }
 }
 
-/// A query value as kept: control characters out, at most
-/// [`MAX_QUERY_VALUE`] characters.
-fn loggable_value(value: &str) -> String {
-    if value.len() <= MAX_QUERY_VALUE && !value.chars().any(char::is_control) {
-        return value.to_owned();
-    }
-    value
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_QUERY_VALUE)
-        .collect()
+/// A query value as kept: control characters out (they end up on
+/// terminals), at most [`MAX_QUERY_VALUE`] characters; none if that
+/// leaves nothing.
+fn loggable_value(value: &str) -> Option<Arc<str>> {
+    let tame = value.len() <= MAX_QUERY_VALUE
+        && if value.is_ascii() {
+            !value.bytes().any(|b| b.is_ascii_control())
+        } else {
+            !value.chars().any(char::is_control)
+        };
+    let kept: Arc<str> = if tame {
+        value.into()
+    } else {
+        value
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_QUERY_VALUE)
+            .collect::<String>()
+            .into()
+    };
+    (!kept.is_empty()).then_some(kept)
 }
 
 /// The request's path as recorded ([`loggable_path`]); the boot script's,
@@ -249,12 +268,21 @@ impl Drop for Counted {
 mod tests {
     use super::*;
 
+    /// The pairs of `query` with a value, as recorded.
+    fn kept_pairs(query: &str) -> Vec<(String, String)> {
+        let mut pairs = Vec::new();
+        for_each_pair(query, |name, value| {
+            if let Some(value) = loggable_value(value) {
+                pairs.push((name.to_string(), value.to_string()));
+            }
+        });
+        pairs
+    }
+
     #[test]
     fn query_values_are_decoded_and_tamed() {
-        let pairs: Vec<_> =
-            query_pairs("mac=52%3A54%3A00%3A12%3A34%3A56&platform=efi&x&mac=&buildarch=a%0Ab+c")
-                .map(|(name, value)| (name.into_owned(), value))
-                .collect();
+        let pairs =
+            kept_pairs("mac=52%3A54%3A00%3A12%3A34%3A56&platform=efi&x&mac=&buildarch=a%0Ab+c");
         assert_eq!(
             pairs,
             [
@@ -264,10 +292,33 @@ mod tests {
             ]
         );
         let long = format!("mac={}", "a".repeat(500));
-        assert_eq!(query_pairs(&long).next().unwrap().1.len(), MAX_QUERY_VALUE);
+        assert_eq!(kept_pairs(&long)[0].1.len(), MAX_QUERY_VALUE);
         let long_with_control = format!("mac=%07{}", "é".repeat(100));
-        let kept = query_pairs(&long_with_control).next().unwrap().1;
-        assert_eq!(kept, "é".repeat(MAX_QUERY_VALUE));
+        assert_eq!(
+            kept_pairs(&long_with_control)[0].1,
+            "é".repeat(MAX_QUERY_VALUE)
+        );
+        let unicode_control = "mac=a\u{85}b";
+        assert_eq!(kept_pairs(unicode_control)[0].1, "ab");
+    }
+
+    #[test]
+    fn a_query_with_nothing_to_decode_is_split_as_the_decoder_would() {
+        for query in [
+            "mac=52:54:00:12:34:56&platform=efi&buildarch=x86_64",
+            "&&mac=a&&x&=v&y=&platform==efi=&",
+            "",
+            "é=ü&mac=é",
+        ] {
+            let mut split = Vec::new();
+            for_each_pair(query, |name, value| {
+                split.push((name.to_string(), value.to_string()))
+            });
+            let decoded: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect();
+            assert_eq!(split, decoded, "{query:?}");
+        }
     }
 
     #[test]

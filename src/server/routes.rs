@@ -15,7 +15,7 @@ use http::header;
 
 use super::boot;
 use super::error::{EventReason, Refusal, internal};
-use super::identity::{Peer, Served};
+use super::identity::{Answer, Peer};
 use super::paths;
 use super::render_cache::{Inputs, Made};
 use super::resolve::{self, Found, Roots};
@@ -61,11 +61,11 @@ impl From<Refusal> for IdentityRefusal {
     }
 }
 
-impl IntoResponse for IdentityRefusal {
-    fn into_response(self) -> Response {
-        match self.machine {
-            Some(machine) => for_machine(&machine, Err(self.refusal)),
-            None => self.refusal.into_response(),
+impl From<IdentityRefusal> for Answer {
+    fn from(refused: IdentityRefusal) -> Self {
+        match refused.machine {
+            Some(machine) => for_machine(&machine, Err(refused.refusal)),
+            None => Answer::anonymous(refused.refusal),
         }
     }
 }
@@ -92,29 +92,27 @@ fn identify(
     Ok(machine)
 }
 
-/// Attaches the machine to a response (or refusal) for the access log.
-fn for_machine(machine: &Machine, result: Result<Response, Refusal>) -> Response {
-    let mut response = result.into_response();
-    response.extensions_mut().insert(Served::of(machine));
-    response
+/// A response (or refusal) for `machine`, for the history and the access log.
+fn for_machine(machine: &Machine, result: Result<Response, Refusal>) -> Answer {
+    Answer::to(machine, result)
 }
 
 async fn boot_script(
     State(state): State<Arc<AppState>>,
     Extension(peer): Extension<Peer>,
     uri: http::Uri,
-) -> Response {
+) -> Answer {
     boot_script_for(&state, &peer, uri.query().unwrap_or_default()).await
 }
 
 /// `GET /boot/ipxe` for `peer`. The connection calls this directly for a
 /// `GET` of that path, without the router (see `serve_http`); the route
 /// above serves the same through the router (`HEAD`).
-pub(super) async fn boot_script_for(state: &AppState, peer: &Peer, query: &str) -> Response {
+pub(super) async fn boot_script_for(state: &AppState, peer: &Peer, query: &str) -> Answer {
     let seen = state.watch.as_ref().map(|watch| watch.observe());
     let machine = match identify(state, peer, seen) {
         Ok(machine) => machine,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return refused.into(),
     };
     if let Some(seen) = seen
         && let Some(body) = state.rendered.settled(&machine, query, seen.generation)
@@ -238,10 +236,10 @@ async fn file(
     State(state): State<Arc<AppState>>,
     Extension(peer): Extension<Peer>,
     request: Request,
-) -> Response {
+) -> Answer {
     let machine = match identify(&state, &peer, None) {
         Ok(machine) => machine,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return refused.into(),
     };
     let (parts, _body) = request.into_parts();
     let result = serve_file(&state, &machine, &parts).await;
@@ -279,11 +277,11 @@ async fn secret(
     State(state): State<Arc<AppState>>,
     Extension(peer): Extension<Peer>,
     Path(token): Path<String>,
-) -> Response {
+) -> Answer {
     let index = state.machines.current();
     let grant = match state.secrets.redeem(&token, peer.fingerprint.as_ref()) {
         Redemption::Granted(grant) => grant,
-        Redemption::Unknown => return Refusal::NotFound.into_response(),
+        Redemption::Unknown => return Answer::anonymous(Refusal::NotFound),
         Redemption::NotTheOwner { owner } => {
             // A copied script or a leaked link: worth the operator's eye.
             let name_of = |fp: &Fingerprint| {
@@ -292,7 +290,7 @@ async fn secret(
                     .map_or_else(|| fp.to_string(), |m| m.name.to_string())
             };
             let Some(presenter) = &peer.fingerprint else {
-                return Refusal::NotTheOwner.into_response();
+                return Answer::anonymous(Refusal::NotTheOwner);
             };
             tracing::warn!(
                 presenter = name_of(presenter),
@@ -301,12 +299,12 @@ async fn secret(
             );
             return match index.get(presenter) {
                 Some(machine) => for_machine(machine, Err(Refusal::NotTheOwner)),
-                None => Refusal::NotTheOwner.into_response(),
+                None => Answer::anonymous(Refusal::NotTheOwner),
             };
         }
     };
     let Some(machine) = index.get(&grant.fingerprint).cloned() else {
-        return Refusal::NotFound.into_response();
+        return Answer::anonymous(Refusal::NotFound);
     };
     let result = render_secrets(&state, &machine, &grant.vars);
     for_machine(&machine, result)
