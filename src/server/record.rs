@@ -74,7 +74,12 @@ impl Recording {
     /// Fills in what the response says and whom it `served`, writes the
     /// access-log line, and wraps the body so that the event is recorded
     /// when the body is done.
-    pub fn finish(self, peer: &Peer, response: Response, served: Option<&Served>) -> Response {
+    pub fn finish(
+        self,
+        peer: &Peer,
+        response: Response,
+        served: Option<&Served>,
+    ) -> http::Response<Counted> {
         let Self {
             telemetry,
             mut event,
@@ -111,13 +116,11 @@ impl Recording {
             route,
             keep: route != "/healthz",
         };
-        response.map(|body| {
-            Body::new(Counted {
-                inner: body,
-                sent: 0,
-                ended: false,
-                pending: Some(pending),
-            })
+        response.map(|body| Counted {
+            inner: body,
+            sent: 0,
+            ended: false,
+            pending: Some(pending),
         })
     }
 }
@@ -193,8 +196,9 @@ struct Pending {
 }
 
 /// A response body that counts what is taken from it and records the
-/// request when it is dropped.
-struct Counted {
+/// request when it is dropped. Handed to hyper as it is: boxing it as an
+/// axum `Body` would cost an allocation per request.
+pub struct Counted {
     inner: Body,
     sent: u64,
     ended: bool,
