@@ -104,16 +104,53 @@ pub fn encode<'a>(
         gaps: Cow::Owned(gaps),
         machines: machines.iter().map(|m| Cow::Borrowed(*m)).collect(),
     };
-    let body = StoredBody {
-        events: events.iter().map(StoredEvent::from).collect(),
-        boots: boots.map(StoredBoot::from).collect(),
-    };
+    // The body as a `StoredBody` is written, each record converted as it
+    // goes rather than gathered first.
+    let body = (
+        Records(events.iter().map(StoredEvent::from)),
+        Records(boots.clone().map(StoredBoot::from)),
+    );
     // Room for what a script request usually takes, so the block is not
     // copied as it grows.
-    let room = 16 + 8 * events.len() + 256 * (events.len() + body.boots.len());
-    let block = postcard::to_extend(&header, Vec::with_capacity(room))?;
-    let block = postcard::to_extend(&body, block)?;
+    let room = 16 + 8 * events.len() + 256 * (events.len() + boots.count());
+    let block =
+        postcard::serialize_with_flavor(&(&header, &body), Output(Vec::with_capacity(room)))?;
     Ok((block, machines))
+}
+
+/// Records written as a sequence, the same bytes as a `Vec` of them,
+/// made one by one as they are written. The iterator must know its length.
+struct Records<I>(I);
+
+impl<I> Serialize for Records<I>
+where
+    I: Iterator + Clone,
+    I::Item: Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.clone())
+    }
+}
+
+/// postcard's output: a `Vec` made with room for the whole block.
+struct Output(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Output {
+    type Output = Vec<u8>;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
 }
 
 fn split(block: &[u8]) -> Result<(StoredHeader<'_>, &[u8])> {
@@ -144,7 +181,8 @@ impl From<StoredHeader<'_>> for Header {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// The body of a block, as read; [`encode`] writes the same bytes.
+#[derive(Deserialize)]
 struct StoredBody<'a> {
     events: Vec<StoredEvent<'a>>,
     boots: Vec<StoredBoot<'a>>,
