@@ -186,6 +186,33 @@ fn notifies_readiness_and_reloads_on_hangup_while_a_download_streams() {
 }
 
 #[test]
+fn the_access_log_follows_the_log_filter() {
+    let env = Env::new();
+    env.add_machine_with_script("gw1", "#!ipxe\necho hello\n");
+    let id = env.identity("gw1");
+    let quiet = Server::start_logging(&env, &[], "info,bootgate::access=off");
+    assert_eq!(
+        env.client().get("/boot/ipxe", Some(&id)).unwrap().status,
+        200
+    );
+    let log = quiet.log_text();
+    assert!(log.contains(" INFO bootgate"), "{log}");
+    assert!(!log.contains("bootgate::access"), "{log}");
+    drop(quiet);
+
+    let talkative = Server::start_logging(&env, &[], "info");
+    assert_eq!(
+        env.client().get("/boot/ipxe", Some(&id)).unwrap().status,
+        200
+    );
+    let log = talkative.log_text();
+    assert!(
+        log.contains(" INFO bootgate::access: peer=127.0.0.1:"),
+        "{log}"
+    );
+}
+
+#[test]
 fn logs_one_json_object_per_line_on_request() {
     let env = Env::new();
     let mut server = env

@@ -122,8 +122,12 @@ impl Metrics {
 
     fn set_last_boot(&self, machine: &str, at: Timestamp) {
         let mut map = self.last_boot.lock().expect("metrics lock");
-        let entry = map.entry(machine.to_string()).or_default();
-        *entry = (*entry).max(at);
+        match map.get_mut(machine) {
+            Some(last) => *last = (*last).max(at),
+            None => {
+                map.insert(machine.to_string(), at);
+            }
+        }
     }
 
     /// The whole exposition. `machines` is (active, revoked) enrolled machines;

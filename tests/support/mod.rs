@@ -201,6 +201,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(env: &Env, extra: &[&str]) -> Server {
+        Self::start_logging(env, extra, "info")
+    }
+
+    /// Started with `BOOTGATE_LOG` set to `filter`.
+    pub fn start_logging(env: &Env, extra: &[&str], filter: &str) -> Server {
         let log = env.tmp.path().join(format!("serve-{}.log", free_port()));
         let mut args = vec!["serve"];
         args.extend_from_slice(extra);
@@ -215,7 +220,7 @@ impl Server {
         };
         let child = env
             .command(&args)
-            .env("BOOTGATE_LOG", "info")
+            .env("BOOTGATE_LOG", filter)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
