@@ -489,26 +489,26 @@ mod tests {
             timestamps: false,
             priority: false,
         };
-        assert_eq!(
-            direct_access_line(plain, "/boot/ipxe").unwrap(),
-            format!("{stock_access}\n")
-        );
-        let journal = Frame {
-            timestamps: false,
-            priority: true,
-        };
-        assert_eq!(
-            direct_access_line(journal, "/boot/ipxe").unwrap(),
-            format!("<6>{stock_access}\n")
-        );
-        let timed = Frame {
-            timestamps: true,
-            priority: false,
-        };
-        assert_eq!(
-            direct_access_line(timed, "/boot/ipxe").unwrap(),
-            format!("2025-06-01T10:00:01.123456Z {stock_access}\n")
-        );
+        for (frame, expected) in [
+            (plain, format!("{stock_access}\n")),
+            (
+                Frame {
+                    priority: true,
+                    ..plain
+                },
+                format!("<6>{stock_access}\n"),
+            ),
+            (
+                Frame {
+                    timestamps: true,
+                    ..plain
+                },
+                format!("2025-06-01T10:00:01.123456Z {stock_access}\n"),
+            ),
+        ] {
+            let line = direct_access_line(frame, "/boot/ipxe").unwrap();
+            assert_eq!(line, expected, "{frame:?}");
+        }
         // What would need escaping is left to the stock visitor.
         for path in ["/a\"b", "/a\\b", "/é", "/a\nb", "/a\u{7f}"] {
             assert!(direct_access_line(plain, path).is_err(), "{path:?}");
