@@ -64,7 +64,7 @@ impl From<Refusal> for IdentityRefusal {
 impl From<IdentityRefusal> for Answer {
     fn from(refused: IdentityRefusal) -> Self {
         match refused.machine {
-            Some(machine) => for_machine(&machine, Err(refused.refusal)),
+            Some(machine) => Answer::to(&machine, refused.refusal),
             None => Answer::anonymous(refused.refusal),
         }
     }
@@ -92,11 +92,6 @@ fn identify(
     Ok(machine)
 }
 
-/// A response (or refusal) for `machine`, for the history and the access log.
-fn for_machine(machine: &Machine, result: Result<Response, Refusal>) -> Answer {
-    Answer::to(machine, result)
-}
-
 async fn boot_script(
     State(state): State<Arc<AppState>>,
     Extension(peer): Extension<Peer>,
@@ -118,10 +113,10 @@ pub(super) async fn boot_script_for(state: &AppState, peer: &Peer, query: &str) 
         && let Some(body) = state.rendered.settled(&machine, query, seen.generation)
     {
         state.rendered.count(Made::Settled);
-        return for_machine(&machine, Ok(script_response(body)));
+        return Answer::to(&machine, script_response(body));
     }
     let result = render_boot_script(state, &machine, query, seen).await;
-    for_machine(&machine, result)
+    Answer::to(&machine, result)
 }
 
 /// The machine's script rendered for this request, or the same bytes as the
@@ -243,7 +238,7 @@ async fn file(
     };
     let (parts, _body) = request.into_parts();
     let result = serve_file(&state, &machine, &parts).await;
-    for_machine(&machine, result)
+    Answer::to(&machine, result)
 }
 
 async fn serve_file(
@@ -298,7 +293,7 @@ async fn secret(
                 "refused a secrets link presented by another machine's certificate; the link stays valid for its owner"
             );
             return match index.get(presenter) {
-                Some(machine) => for_machine(machine, Err(Refusal::NotTheOwner)),
+                Some(machine) => Answer::to(machine, Refusal::NotTheOwner),
                 None => Answer::anonymous(Refusal::NotTheOwner),
             };
         }
@@ -307,7 +302,7 @@ async fn secret(
         return Answer::anonymous(Refusal::NotFound);
     };
     let result = render_secrets(&state, &machine, &grant.vars);
-    for_machine(&machine, result)
+    Answer::to(&machine, result)
 }
 
 fn render_secrets(state: &AppState, machine: &Machine, vars: &Vars) -> Result<Response, Refusal> {
