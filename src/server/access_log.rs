@@ -51,22 +51,3 @@ pub(super) fn write(event: &Event, bytes: u64, ms: u64) {
         );
     }
 }
-
-/// The path as logged and recorded: a secret's token hidden, at most
-/// [`MAX_PATH_CHARS`] characters.
-pub(super) fn loggable_path(path: &str) -> String {
-    let shown = if path.starts_with("/secrets/") {
-        "/secrets/<token>"
-    } else {
-        path
-    };
-    if shown.len() <= MAX_PATH_CHARS {
-        return shown.to_owned();
-    }
-    match shown.char_indices().nth(MAX_PATH_CHARS) {
-        Some((end, _)) => shown[..end].to_owned(),
-        None => shown.to_owned(),
-    }
-}
-
-const MAX_PATH_CHARS: usize = 256;

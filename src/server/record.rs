@@ -1,8 +1,9 @@
 //! Records every request of the machine listener in the boot history, the
-//! access log ([`super::access_log`]) and the metrics. The response body is wrapped so the record is made when the body
-//! is done (or dropped: the client vanished), with the bytes actually handed
-//! to the connection and the time until then. A download cut short is
-//! recorded with reason `aborted`.
+//! access log ([`super::access_log`]) and the metrics. The response body is
+//! wrapped so the record is made when the body is done (or dropped: the
+//! client vanished), with the bytes actually handed to the connection and
+//! the time until then. A download cut short is recorded with reason
+//! `aborted`.
 //!
 //! `/healthz` is counted in the metrics but not recorded: a load balancer
 //! polling it would push every boot out of the history.
@@ -19,7 +20,7 @@ use bytes::Bytes;
 use http::{Method, header};
 use http_body::{Body as _, Frame, SizeHint};
 
-use super::access_log::{self, loggable_path};
+use super::access_log;
 use super::error::EventReason;
 use super::identity::{Peer, Served};
 use super::metrics::route_of;
@@ -29,6 +30,8 @@ use crate::names::Fingerprint;
 
 /// Longest query value kept; iPXE's are a few dozen characters.
 const MAX_QUERY_VALUE: usize = 64;
+/// Longest path kept, in characters.
+const MAX_PATH_CHARS: usize = 256;
 
 /// A request's history event, begun when the request arrives.
 pub struct Recording {
@@ -45,7 +48,7 @@ impl Recording {
         let mut event = Event::new(Kind::Request, Timestamp::now(), peer.addr_text.clone());
         let path = request.uri().path();
         let route = route_of(path);
-        event.path = Some(shared_path(path));
+        event.path = Some(loggable_path(path));
         event.method = Some(shared_method(request.method()));
         event.tls = Some(peer.tls_text.clone());
         if let Some(query) = request.uri().query() {
@@ -165,14 +168,26 @@ fn loggable_value(value: &str) -> Option<Arc<str>> {
     (!kept.is_empty()).then_some(kept)
 }
 
-/// The request's path as recorded ([`loggable_path`]); the boot script's,
-/// which every boot asks for, is shared rather than copied.
-fn shared_path(path: &str) -> Arc<str> {
+/// The path as logged and recorded: a secret's token hidden, at most
+/// [`MAX_PATH_CHARS`] characters. The boot script's, which every boot asks
+/// for, is shared rather than copied.
+fn loggable_path(path: &str) -> Arc<str> {
     static BOOT_SCRIPT: LazyLock<Arc<str>> = LazyLock::new(|| BOOT_SCRIPT_PATH.into());
     if path == BOOT_SCRIPT_PATH {
         return BOOT_SCRIPT.clone();
     }
-    loggable_path(path).into()
+    let shown = if path.starts_with("/secrets/") {
+        "/secrets/<token>"
+    } else {
+        path
+    };
+    if shown.len() <= MAX_PATH_CHARS {
+        return shown.into();
+    }
+    match shown.char_indices().nth(MAX_PATH_CHARS) {
+        Some((end, _)) => shown[..end].into(),
+        None => shown.into(),
+    }
 }
 
 /// The method as recorded; the ones machines use are shared.
@@ -327,11 +342,11 @@ mod tests {
 
     #[test]
     fn paths_are_cut_at_a_character_and_tokens_hidden() {
-        assert_eq!(loggable_path("/files/vmlinuz"), "/files/vmlinuz");
-        assert_eq!(loggable_path("/secrets/abcdef"), "/secrets/<token>");
+        assert_eq!(&*loggable_path("/files/vmlinuz"), "/files/vmlinuz");
+        assert_eq!(&*loggable_path("/secrets/abcdef"), "/secrets/<token>");
         let long = format!("/files/{}", "é".repeat(300));
         let shown = loggable_path(&long);
         assert_eq!(shown.chars().count(), 256);
-        assert!(long.starts_with(&shown));
+        assert!(long.starts_with(&*shown));
     }
 }
