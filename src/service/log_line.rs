@@ -65,6 +65,16 @@ where
     }
 }
 
+/// The syslog priority journald reads from a `<N>` in front of a line.
+pub fn syslog_priority(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    }
+}
+
 fn level_text(level: Level) -> &'static str {
     match level {
         Level::TRACE => "TRACE",
@@ -83,9 +93,7 @@ thread_local! {
 
 /// The current time as RFC 3339 UTC with microseconds.
 fn write_now(writer: &mut Writer<'_>) -> fmt::Result {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = now();
     write_time(writer, now.as_secs(), now.subsec_micros())
 }
 
@@ -182,6 +190,7 @@ pub fn write_direct(target: &str, fields: &[(&str, Value<'_>)]) -> bool {
     })
 }
 
+/// Time since the Unix epoch.
 fn now() -> std::time::Duration {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -198,7 +207,7 @@ fn format_direct(
     fields: &[(&str, Value<'_>)],
 ) -> fmt::Result {
     if frame.priority {
-        line.push_str("<6>");
+        write!(line, "<{}>", syslog_priority(Level::INFO))?;
     }
     if frame.timestamps {
         write_time(line, now.as_secs(), now.subsec_micros())?;
@@ -513,6 +522,14 @@ mod tests {
         for path in ["/a\"b", "/a\\b", "/é", "/a\nb", "/a\u{7f}"] {
             assert!(direct_access_line(plain, path).is_err(), "{path:?}");
         }
+    }
+
+    #[test]
+    fn levels_map_to_syslog_priorities() {
+        assert_eq!(syslog_priority(Level::ERROR), 3);
+        assert_eq!(syslog_priority(Level::WARN), 4);
+        assert_eq!(syslog_priority(Level::INFO), 6);
+        assert_eq!(syslog_priority(Level::TRACE), 7);
     }
 
     #[test]

@@ -8,12 +8,12 @@
 //! journald keeps each line's level and adds its own time; or one JSON object
 //! per line (`--log-format json`) for log shippers.
 
-use tracing::{Event, Level, Subscriber};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
-use super::log_line::{self, Frame, PlainFields, PlainLine};
+use super::log_line::{self, Frame, PlainFields, PlainLine, syslog_priority};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -111,27 +111,5 @@ where
     ) -> std::fmt::Result {
         write!(writer, "<{}>", syslog_priority(*event.metadata().level()))?;
         self.0.format_event(ctx, writer, event)
-    }
-}
-
-fn syslog_priority(level: Level) -> u8 {
-    match level {
-        Level::ERROR => 3,
-        Level::WARN => 4,
-        Level::INFO => 6,
-        Level::DEBUG | Level::TRACE => 7,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn levels_map_to_syslog_priorities() {
-        assert_eq!(syslog_priority(Level::ERROR), 3);
-        assert_eq!(syslog_priority(Level::WARN), 4);
-        assert_eq!(syslog_priority(Level::INFO), 6);
-        assert_eq!(syslog_priority(Level::TRACE), 7);
     }
 }
