@@ -35,9 +35,9 @@ pub fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 
-/// For a `$ty(Arc<str>)` whose `FromStr` validates: parsing from a `String`
-/// (what serde's `try_from = "String"` uses), back into a `String`,
-/// `Display` and `AsRef<str>`, all of the text as it is.
+/// For a `$ty(String)` or `$ty(Arc<str>)` whose `FromStr` validates:
+/// parsing from a `String` (what serde's `try_from = "String"` uses), back
+/// into a `String`, `Display` and `AsRef<str>`, all of the text as it is.
 macro_rules! string_newtype {
     ($ty:ident) => {
         impl TryFrom<String> for $ty {
